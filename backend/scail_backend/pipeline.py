@@ -1,0 +1,425 @@
+"""The main jobs: a video becomes a PoseSequence (``extract_video``), and a folder holding
+``driving.mp4`` becomes ``poses.npz`` + ``rendered.mp4`` (``run_folder``, like the reference CLI).
+
+Threads, for speed on two cores (measured in ``bench/end_to_end.py``):
+
+* extract: a background thread decodes and resizes (``video.reader``) into a small bounded queue
+  while the estimator runs on the calling thread; memory stays bounded whatever the length.
+* run: the renderer's one-off start-up (taichi initialisation and kernel compilation) runs in a
+  background thread during estimation; then a background thread renders frames into a bounded
+  queue while the calling thread encodes them. Rendering cannot start before estimation ends:
+  its depth shading is normalised over the whole clip (reference §6.3, §14 item 13).
+
+Progress callbacks are only ever called on the calling thread (stages "decode", "estimate",
+"render"), so a callback may raise Cancelled; every thread is stopped and every temporary file
+removed when anything fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+
+from scail_protocol.camera import intrinsics_from_fov
+from scail_protocol.errors import RenderError, VideoError
+from scail_protocol.sequence import PoseSequence
+
+from .estimators.base import AUTO, Estimator, resolve
+from .progress import ProgressFn, no_progress
+from .video.reader import open_video
+
+log = logging.getLogger(__name__)
+
+DECODE_STAGE = "decode"
+ESTIMATE_STAGE = "estimate"
+PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB each at 896x512);
+                             # decoding runs ahead while the estimator loads its models
+RENDER_QUEUE_FRAMES = 8      # rendered RGBA frames waiting for the encoder (~1.8 MB each)
+HASH_CHUNK_BYTES = 1 << 20
+DRIVING_VIDEO = "driving.mp4"   # reference §1.1
+# reference §1.1 tries the first three; SCAIL itself also reads ref.png (§14 item 19)
+REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
+POSES_FILE = "poses.npz"
+RENDERED_FILE = "rendered.mp4"
+OUTPUT_FPS = 16.0            # reference §8: the conditioning video is always 16 fps
+
+
+@dataclass
+class RunResult:
+    """What ``run_folder`` produced.
+
+    Attributes:
+        folder: the job folder.
+        poses: path of the written PoseSequence (``DIR/poses.npz``).
+        video: path of the written conditioning video (``DIR/rendered.mp4``).
+        sequence: the PoseSequence written to ``poses``.
+        estimator_reason: which estimator ran and why (one sentence).
+        reference_image: the reference image found, or None.
+        frames_with_person: frames where a person was found.
+        render_report: whatever the renderer reported.
+        seconds: wall time per phase ("extract", "render", "total").
+        warnings: notes for the user (no reference image, no person found, damaged video).
+    """
+
+    folder: Path
+    poses: Path
+    video: Path
+    sequence: PoseSequence
+    estimator_reason: str
+    reference_image: Optional[Path]
+    frames_with_person: int
+    render_report: object = None
+    seconds: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+
+def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
+                  progress: Optional[ProgressFn] = None, weights_dir=None) -> PoseSequence:
+    """Estimate the poses of every frame of a video (or image folder, or image).
+
+    Args:
+        video_path: video file, image file or folder of images.
+        estimator: "auto", "mediapipe", "nlf", or an Estimator instance (left open).
+        resolution: (H, W) working size for landscape input (swapped for portrait and square);
+            None = 512 x 896 (reference §1.2).
+        progress: ``progress(stage, done, total)`` for stages "decode" and "estimate".
+        weights_dir: where the nlf weights live (else $SCAIL_WEIGHTS_DIR, else the project's).
+
+    Returns:
+        PoseSequence at the working size, one entry per source frame, fps = the source's rate;
+        meta holds the estimator (name, version, why), the source (path, sha256, fps, size) and
+        the working size.
+
+    Raises:
+        VideoError: the input cannot be read (see ``video.reader.open_video``).
+        WeightsMissing, EstimatorError: the estimator cannot be created.
+        Cancelled: the progress callback cancelled the job.
+    """
+    sequence, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir)
+    return sequence
+
+
+def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=None):
+    """extract_video's work; ``on_open(source)`` runs once the input and estimator are ready.
+
+    Returns (sequence, source).
+    """
+    progress = progress or no_progress
+    source = open_video(path, resolution)
+    log.info("%s: %s, %dx%d at %g fps, %s frames -> working size %dx%d", path, source.kind,
+             source.source_size[1], source.source_size[0], source.fps,
+             source.num_frames if source.num_frames is not None else "unknown",
+             source.size[1], source.size[0])
+    hasher = _FileHasher(path) if path.is_file() else None
+    owned = None
+    try:
+        if isinstance(estimator, Estimator):
+            est, reason = estimator, f"{estimator.name} was given"
+        else:
+            owned, reason = resolve(estimator, weights_dir=weights_dir)
+            est = owned
+        if on_open is not None:  # the input is readable and the estimator exists
+            on_open(source)
+        with _Background(source, name="scail-decode") as frames:
+            total = source.num_frames or 0
+
+            def report(stage, done, stage_total):
+                decoded = frames.produced
+                progress(DECODE_STAGE, decoded, total if total >= decoded else 0)
+                progress(stage, done, stage_total)
+
+            sequence = est.estimate(frames, size=source.size, fps=source.fps,
+                                    K=intrinsics_from_fov(*source.size), total=total,
+                                    progress=report)
+            progress(DECODE_STAGE, frames.produced, frames.produced)
+    except BaseException:
+        if hasher:
+            hasher.cancel()
+        raise
+    finally:
+        if owned is not None:
+            owned.close()
+    meta = dict(sequence.meta, estimator_reason=reason,
+                source=dict(source.describe(), sha256=hasher.result() if hasher else None,
+                            frames=source.frames_read, problems=list(source.problems)),
+                working_size=list(source.size), output_fps=OUTPUT_FPS)
+    return sequence.replace(meta=meta), source
+
+
+def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
+               arch: str = "auto", progress: Optional[ProgressFn] = None,
+               weights_dir=None) -> RunResult:
+    """The reference CLI's job: ``DIR/driving.mp4`` -> ``DIR/poses.npz`` + ``DIR/rendered.mp4``.
+
+    The reference image (``ref_image.jpg``, ``ref_image.png``, ``ref.jpg`` or ``ref.png``) is
+    looked for but not required: it only matters for alignment, so its absence is a warning
+    (the reference requires it even without alignment). A clip where nobody is found still
+    gives a valid all-black video of the right length, with a warning. Both outputs appear
+    together at the end; a failure leaves the folder as it was (no partial files).
+
+    Args:
+        folder: the job folder.
+        estimator, resolution, weights_dir: as :func:`extract_video`.
+        arch: renderer backend ("auto", "cpu", "cuda", ...), passed to the renderer.
+        progress: ``progress(stage, done, total)`` for decode, estimate and the render stages.
+
+    Raises:
+        VideoError: the folder or its driving video cannot be read.
+        ScailError subclasses from the estimator or renderer; Cancelled.
+    """
+    start = time.perf_counter()
+    folder = Path(folder)
+    driving = _driving_video(folder)
+    warnings = []
+    reference = next((folder / n for n in REFERENCE_IMAGE_NAMES if (folder / n).is_file()), None)
+    if reference is None:
+        warnings.append(f"no reference image in {folder} ({', '.join(REFERENCE_IMAGE_NAMES)}); "
+                        f"it is only used by alignment, so the run continues without it")
+    arch = _check_arch(arch)
+    warmups = []
+    try:
+        sequence, source = _extract(
+            driving, estimator, resolution, progress, weights_dir,
+            on_open=lambda src: warmups.append(_RendererWarmup(src.size, arch)))
+    finally:  # no thread outlives the call, whatever happened
+        for warmup in warmups:
+            warmup.join()
+    extracted = time.perf_counter()
+    if source.problems:
+        warnings.append(f"{driving.name}: {'; '.join(source.problems)}")
+    found = int(sequence.present()[0].sum()) if sequence.num_people else 0
+    if found == 0:
+        warnings.append(f"no person found in any of the {sequence.num_frames} frames; "
+                        f"{RENDERED_FILE} will be all black")
+    sequence = sequence.replace(meta=dict(sequence.meta, reference_image=(
+        reference.name if reference else None)))
+    for text in warnings:
+        log.warning("%s", text)
+    poses, video, report = _write_outputs(folder, sequence, arch, progress)
+    end = time.perf_counter()
+    return RunResult(folder=folder, poses=poses, video=video, sequence=sequence,
+                     estimator_reason=sequence.meta.get("estimator_reason", ""),
+                     reference_image=reference, frames_with_person=found,
+                     render_report=report, warnings=warnings,
+                     seconds={"extract": extracted - start, "render": end - extracted,
+                              "total": end - start})
+
+
+def _driving_video(folder: Path) -> Path:
+    if not folder.exists():
+        raise VideoError(f"folder not found: {folder}")
+    if not folder.is_dir():
+        raise VideoError(f"{folder} is not a folder; `run` expects a folder holding "
+                         f"{DRIVING_VIDEO} (use `extract` for a single video)")
+    try:
+        os.listdir(folder)
+    except OSError as e:
+        raise VideoError(f"cannot read folder {folder}: {e.strerror}") from None
+    driving = folder / DRIVING_VIDEO
+    if not driving.is_file():
+        raise VideoError(f"no {DRIVING_VIDEO} in {folder}; `run DIR` reads DIR/{DRIVING_VIDEO} "
+                         f"(plus a reference image such as ref.jpg)")
+    return driving
+
+
+def _check_arch(arch: str) -> str:
+    from .render.taichi_runtime import ARCHES
+
+    if arch not in ARCHES:
+        raise RenderError(f"unknown renderer arch {arch!r}; use one of {', '.join(ARCHES)}")
+    return arch
+
+
+def _write_outputs(folder: Path, sequence: PoseSequence, arch: str, progress):
+    """Render and save into temporary files beside the targets, then rename both into place."""
+    poses, video = folder / POSES_FILE, folder / RENDERED_FILE
+    temps = []
+    try:
+        temps.append(_temp_path(folder, RENDERED_FILE))
+        report = _render_video(sequence, temps[-1], arch, progress or no_progress)
+        temps.append(_temp_path(folder, POSES_FILE))
+        sequence.save(temps[-1])
+        for temp in temps:  # temporary files are private (0600); outputs follow the umask
+            os.chmod(temp, output_file_mode())
+        os.replace(temps[0], video)
+        os.replace(temps[1], poses)
+    except OSError as e:
+        raise VideoError(f"cannot write the outputs into {folder}: {e.strerror or e}") from None
+    finally:
+        for temp in temps:
+            Path(temp).unlink(missing_ok=True)
+    return poses, video, dataclasses.replace(report, path=video)
+
+
+def _render_video(seq: PoseSequence, path: Path, arch: str, progress):
+    """``render.pipeline.render_sequence`` with rendering and encoding in two threads.
+
+    The renderer's frames come from a background thread while this thread encodes (libx264)
+    and reports progress; on two cores this overlaps the two halves of the work.
+    """
+    from .render.pipeline import (STAGE, RenderReport, check_render_size, get_renderer,
+                                  iter_rendered_frames)
+    from .video.writer import DEFAULT_FPS, Mp4Writer
+
+    if seq.num_frames == 0:
+        raise RenderError("the sequence has no frames; nothing to render")
+    size = check_render_size(seq.size)
+    began = time.perf_counter()
+    progress(STAGE, 0, seq.num_frames)
+    frames = iter_rendered_frames(seq, arch=arch)
+    with _Background(frames, depth=RENDER_QUEUE_FRAMES, name="scail-render") as rendered, \
+            Mp4Writer(path, size, fps=DEFAULT_FPS) as writer:
+        for done, frame in enumerate(rendered, start=1):
+            writer.write(frame)
+            progress(STAGE, done, seq.num_frames)
+    seconds = time.perf_counter() - began
+    log.info("rendered and encoded %d frames in %.1f s (%.1f frames/s)", seq.num_frames,
+             seconds, seq.num_frames / max(seconds, 1e-9))
+    return RenderReport(path=Path(path), frames=seq.num_frames, fps=DEFAULT_FPS, size=size,
+                        arch=get_renderer(size, arch).arch, seconds=seconds)
+
+
+def output_file_mode() -> int:
+    """Permissions of a newly created file under the process umask (0644 under umask 022)."""
+    try:  # reading the umask through os.umask() would briefly change it for other threads
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o644
+
+
+def _temp_path(folder: Path, name: str) -> Path:
+    """A fresh, empty temporary path beside ``folder/name`` with the same extension."""
+    stem, suffix = os.path.splitext(name)
+    fd, path = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=folder)
+    os.close(fd)
+    return Path(path)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+class _Background:
+    """Iterate ``items`` in a background thread into a bounded queue; iterate the results here.
+
+    ``produced`` counts items produced so far. Errors of the background thread are raised in the
+    iterating thread; leaving the ``with`` block stops the thread.
+    """
+
+    _DONE = object()
+
+    def __init__(self, items, depth: int = PREFETCH_FRAMES, name: str = "scail-background"):
+        self._items = items
+        self.produced = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                self._thread.join(timeout=0.05)
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                self.produced += 1
+                if not self._put(item):
+                    return
+            self._put(self._DONE)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+
+    def __iter__(self) -> Iterator:
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class _RendererWarmup:
+    """Initialise taichi and compile the capsule kernel in the background (one empty frame)."""
+
+    def __init__(self, size, arch: str):
+        self._thread = threading.Thread(target=self._run, args=(size, arch),
+                                        name="scail-render-warmup", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _run(size, arch: str) -> None:
+        try:
+            from scail_protocol.capsules import DepthRange, frame_capsules
+
+            from .render.pipeline import get_renderer
+
+            empty = frame_capsules(np.full((1, 18, 3), np.nan))
+            get_renderer(size, arch).render([empty], DepthRange.from_z_range(0.0, 0.0),
+                                            intrinsics_from_fov(*size))
+        except Exception as e:  # the real render reports any problem properly
+            log.debug("renderer warm-up failed: %s", e)
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+class _FileHasher:
+    """sha256 of a file, computed in a background thread (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path):
+        self._digest: Optional[str] = None
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path,), name="scail-hash",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
+                    if self._cancel.is_set():
+                        return
+                    digest.update(chunk)
+            self._digest = digest.hexdigest()
+        except OSError as e:
+            log.warning("cannot hash %s: %s", path, e.strerror)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._thread.join()
+
+    def result(self) -> Optional[str]:
+        self._thread.join()
+        return self._digest

@@ -1,0 +1,202 @@
+"""`scail-pose extract` and `scail-pose run` on bad input: clear messages, non-zero exits where no
+output can be made, and no half-written files; a clip without anybody still gives valid outputs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from scail_backend.cli import main
+from scail_backend.pipeline import run_folder
+from scail_protocol.errors import Cancelled
+from scail_protocol.sequence import PoseSequence
+
+from video_helpers import noise_frame, pattern_frame, write_clip
+
+EXIT_ERROR = 2
+
+
+def _listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def empty_clip(tmp_path):
+    """A short clip with nobody in it (gradients and a moving block)."""
+    return write_clip(tmp_path / "nobody.mp4", frames=6, size=(96, 160))
+
+
+@pytest.fixture
+def umask_022():
+    """Run with umask 022 (restored afterwards); returns the umask."""
+    previous = os.umask(0o022)
+    yield 0o022
+    os.umask(previous)
+
+
+@pytest.fixture
+def job(tmp_path, empty_clip):
+    folder = tmp_path / "job"
+    folder.mkdir()
+    os.replace(empty_clip, folder / "driving.mp4")
+    return folder
+
+
+# --- extract --------------------------------------------------------------------------------------
+
+
+def test_extract_missing_video(tmp_path, capsys):
+    out = tmp_path / "poses.npz"
+    assert main(["-q", "extract", str(tmp_path / "nope.mp4"), "-o", str(out)]) == EXIT_ERROR
+    assert "not found" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00garbage" * 500])
+def test_extract_not_a_video(tmp_path, capsys, content):
+    video = tmp_path / "bad.mp4"
+    video.write_bytes(content)
+    out = tmp_path / "poses.npz"
+    assert main(["-q", "extract", str(video), "-o", str(out)]) == EXIT_ERROR
+    assert "not a readable video" in capsys.readouterr().err
+    assert _listing(tmp_path) == ["bad.mp4"]
+
+
+def test_extract_truncated_video(tmp_path, capsys):
+    data = write_clip(tmp_path / "full.mp4", frames=12, make=noise_frame).read_bytes()
+    (tmp_path / "full.mp4").unlink()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
+    assert main(["-q", "extract", str(tmp_path / "cut.mp4"), "-o",
+                 str(tmp_path / "p.npz")]) == EXIT_ERROR
+    assert "truncated" in capsys.readouterr().err
+    assert _listing(tmp_path) == ["cut.mp4"]
+
+
+def test_extract_zero_frame_video(tmp_path, capsys):
+    import av
+
+    video = tmp_path / "zero.mp4"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        out.start_encoding()
+    assert main(["-q", "extract", str(video), "-o", str(tmp_path / "p.npz")]) == EXIT_ERROR
+    assert "zero.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_extract_bad_resolution(tmp_path, capsys, empty_clip):
+    code = main(["-q", "extract", str(empty_clip), "-o", str(tmp_path / "p.npz"),
+                 "--resolution", "511", "896"])
+    assert code == EXIT_ERROR and "resolution" in capsys.readouterr().err
+
+
+def test_extract_nlf_without_weights(tmp_path, capsys, empty_clip):
+    code = main(["-q", "extract", str(empty_clip), "-o", str(tmp_path / "p.npz"),
+                 "--estimator", "nlf", "--weights-dir", str(tmp_path / "none")])
+    err = capsys.readouterr().err
+    assert code == EXIT_ERROR
+    assert "weights download" in err and "--estimator mediapipe" in err
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_extract_clip_without_anybody_warns_and_writes_nan_poses(tmp_path, capsys, empty_clip,
+                                                                 umask_022):
+    out = tmp_path / "poses.npz"
+    assert main(["extract", str(empty_clip), "-o", str(out), "--estimator", "mediapipe"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out)
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert "no person found" in captured.err
+    seq = PoseSequence.load(out)
+    assert seq.num_frames == 6 and seq.size == (512, 896) and not seq.present().any()
+    assert seq.meta["source"]["fps"] == 16.0 and len(seq.meta["source"]["sha256"]) == 64
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def test_run_missing_folder(tmp_path, capsys):
+    assert main(["-q", "run", str(tmp_path / "nope")]) == EXIT_ERROR
+    assert "not found" in capsys.readouterr().err
+
+
+def test_run_on_a_file_instead_of_a_folder(tmp_path, capsys, empty_clip):
+    assert main(["-q", "run", str(empty_clip)]) == EXIT_ERROR
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_run_folder_without_driving_video(tmp_path, capsys):
+    (tmp_path / "ref.jpg").write_bytes(b"")
+    assert main(["-q", "run", str(tmp_path)]) == EXIT_ERROR
+    assert "no driving.mp4" in capsys.readouterr().err
+    assert _listing(tmp_path) == ["ref.jpg"]
+
+
+def test_run_corrupt_driving_video_leaves_folder_alone(tmp_path, capsys):
+    (tmp_path / "driving.mp4").write_bytes(b"\x00\x01" * 4000)
+    assert main(["-q", "run", str(tmp_path)]) == EXIT_ERROR
+    assert "not a readable video" in capsys.readouterr().err
+    assert _listing(tmp_path) == ["driving.mp4"]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions and a non-root user")
+def test_run_unreadable_folder(tmp_path, capsys):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0)
+    try:
+        assert main(["-q", "run", str(folder)]) == EXIT_ERROR
+        assert "cannot read folder" in capsys.readouterr().err
+    finally:
+        folder.chmod(0o755)
+
+
+def test_run_without_anybody_gives_a_valid_black_video(job, capsys, umask_022):
+    import av
+
+    assert main(["run", str(job), "--estimator", "mediapipe", "--arch", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == [str(job / "poses.npz"), str(job / "rendered.mp4")]
+    assert "no person found" in captured.err and "no reference image" in captured.err
+    assert _listing(job) == ["driving.mp4", "poses.npz", "rendered.mp4"]
+    for name in ("poses.npz", "rendered.mp4"):  # the umask's mode, not a temp file's 0600
+        assert (job / name).stat().st_mode & 0o777 == 0o666 & ~umask_022
+    with av.open(str(job / "rendered.mp4")) as container:
+        stream = container.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        assert float(stream.average_rate) == 16.0
+    assert len(frames) == 6 and frames[0].shape == (512, 896, 3)
+    assert max(int(f.max()) for f in frames) <= 8  # black, up to codec noise
+
+
+@pytest.mark.parametrize("stage", ["estimate", "render"])
+def test_cancelled_run_leaves_no_files(job, stage):
+    def progress(name, done, total):
+        if name == stage and done >= 2:
+            raise Cancelled(f"cancelled during {name}")
+
+    with pytest.raises(Cancelled):
+        run_folder(job, estimator="mediapipe", arch="cpu", progress=progress)
+    assert _listing(job) == ["driving.mp4"]
+
+
+def test_run_without_dir_reuses_the_demo_folder(tmp_path, monkeypatch, capsys):
+    demo = tmp_path / "scail_demo"
+    demo.mkdir()
+    write_clip(demo / "driving.mp4", frames=4, size=(96, 160), make=pattern_frame)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--estimator", "mediapipe", "--arch", "cpu"]) == 0
+    out = capsys.readouterr().out.split()
+    assert [os.path.basename(p) for p in out] == ["poses.npz", "rendered.mp4"]
+    assert (demo / "rendered.mp4").is_file() and (demo / "poses.npz").is_file()
+
+
+def test_run_help_mentions_16_fps_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "16 fps" in text and "examples:" in text and "scail-pose run" in text

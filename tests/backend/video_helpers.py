@@ -1,0 +1,67 @@
+"""Small clips written with PyAV for the video-input and pipeline tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# container extension -> (codec, pixel format)
+CODECS = {
+    ".mp4": ("libx264", "yuv420p"),
+    ".mov": ("libx264", "yuv420p"),
+    ".webm": ("libvpx-vp9", "yuv420p"),
+    ".avi": ("mjpeg", "yuvj420p"),
+    ".mkv": ("ffv1", "yuv420p"),
+}
+
+
+def pattern_frame(index: int, size=(96, 160)) -> np.ndarray:
+    """(H, W, 3) uint8 RGB: smooth colour gradients plus a bright block that moves with index."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width]
+    frame = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
+                      np.full_like(x, 96)], axis=-1).astype(np.uint8)
+    side = max(min(height, width) // 4, 2)
+    left = (index * 3) % max(width - side, 1)
+    frame[height // 3:height // 3 + side, left:left + side] = (255, 255, 255)
+    return frame
+
+
+def noise_frame(index: int, size=(96, 160)) -> np.ndarray:
+    """(H, W, 3) uint8 RGB noise (large when encoded; for truncation tests)."""
+    return np.random.default_rng(index).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+def write_clip(path, *, frames: int = 12, size=(96, 160), fps: int = 16, make=pattern_frame,
+               options=None, rotation=None, preset: str = "ultrafast") -> Path:
+    """Encode ``frames`` frames of ``make(i, size)`` into ``path`` (codec from the extension)."""
+    import av
+
+    path = Path(path)
+    codec, pix_fmt = CODECS[path.suffix.lower()]
+    with av.open(str(path), "w", options=options or {}) as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = size[1], size[0]
+        stream.pix_fmt = pix_fmt
+        if codec == "libx264":
+            stream.options = {"preset": preset, "crf": "18"}
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(make(i, size), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def write_image(path, rgb: np.ndarray) -> Path:
+    """Write an RGB image with OpenCV (format from the extension)."""
+    import cv2
+
+    path = Path(path)
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"could not write {path}")
+    return path
