@@ -1,0 +1,197 @@
+"""Estimator accuracy on the synthetic library: exact ground truth, every motion, a few cameras.
+
+Renders (or reuses, from --cache) one clip per motion x camera with ``scail_backend.synth``, runs
+``scail_backend.pipeline.extract_video`` on its driving.mp4 and prints, per clip and pooled over
+all clips:
+
+* detected: frames where the estimator returned the person (any finite SMPL joint);
+* MPJPE: mean joint error (mm) after moving the estimate's pelvis onto the truth's;
+* PA-MPJPE: mean joint error (mm) after a similarity (Procrustes) alignment per frame;
+* 2D: mean distance (px) between the projections of estimated and true joints, each through
+  its own sequence's K (what the renderer draws);
+* L/R swap: share of frames whose estimated shoulders are in the opposite image order from the
+  truth's (frames seen side-on are not judged);
+* PCK per joint group (torso, head, arms, legs): PA-aligned 3D at --pck-mm thresholds and 2D at
+  --pck-px thresholds.
+
+All 24 SMPL joints are scored. Frames without a detection count against "detected" only.
+
+    python bench/accuracy.py --cache bench_cache/synth                 # 8 motions x 3 cameras
+    python bench/accuracy.py --cache /tmp/s --motions wave,squat --cameras front --frames 24
+    python bench/accuracy.py --cache /tmp/s --json results.json
+
+Rendering runs at ~0.25-0.5 s/frame here (2 cores); cached clips are reused when their motion,
+camera, size, fps and frame count match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_CAMERAS = ("front", "three_quarter", "side_left")
+GROUPS = ("torso", "head", "arms", "legs")
+
+
+def _clip(cache: Path, motion: str, camera: str, frames, size, fps) -> Path:
+    """The cached clip folder, rendering it when missing or stale."""
+    from scail_backend.synth import make_clip
+    from scail_protocol.sequence import PoseSequence
+
+    folder = cache / f"{motion}_{camera}_{size[0]}x{size[1]}_{fps:g}fps_{frames or 'full'}"
+    truth_path = folder / "truth.npz"
+    if truth_path.is_file() and (folder / "driving.mp4").is_file():
+        truth = PoseSequence.load(truth_path)
+        if truth.meta.get("motion") == motion and truth.meta.get("camera") == camera:
+            return folder
+    started = time.monotonic()
+    clip = make_clip(folder, motion=motion, camera=camera, num_frames=frames, size=size, fps=fps)
+    logging.info("rendered %s/%s: %d frames in %.1f s", motion, camera, clip.frames,
+                 time.monotonic() - started)
+    return folder
+
+
+def _best_person(pred, truth):
+    """Index of the estimated person closest (median 2D joint distance) to the truth."""
+    from scail_backend.synth import metrics
+    from scail_protocol.camera import project
+
+    truth_px = project(truth.joints3d[0], truth.K)
+    best, best_err = 0, np.inf
+    for p in range(pred.num_people):
+        err = metrics.joint_errors(project(pred.joints3d[p], pred.K), truth_px)
+        med = np.nanmedian(err) if np.isfinite(err).any() else np.inf
+        if med < best_err:
+            best, best_err = p, med
+    return best
+
+
+def score_clip(pred, truth) -> dict:
+    """Per-frame error arrays and the clip's summary for one estimated sequence."""
+    from scail_backend.synth import metrics
+    from scail_protocol.camera import project
+    from scail_protocol.joints import SMPL24
+
+    num = truth.num_frames
+    if pred.num_people == 0 or pred.num_frames != num:
+        nan = np.full((num, 24), np.nan)
+        errors = {"mpjpe": nan, "pa": nan, "px": nan, "swap": np.full(num, np.nan)}
+        detected = np.zeros(num, bool)
+    else:
+        est = pred.joints3d[_best_person(pred, truth)].astype(np.float64)
+        gt = truth.joints3d[0].astype(np.float64)
+        est_px, gt_px = project(est, pred.K), project(gt, truth.K)
+        detected = np.isfinite(est).all(-1).any(-1)
+        errors = {"mpjpe": metrics.mpjpe(est, gt), "pa": metrics.pa_mpjpe(est, gt),
+                  "px": metrics.joint_errors(est_px, gt_px),
+                  "swap": metrics.left_right_swapped(est_px, gt_px, SMPL24["left_shoulder"],
+                                                     SMPL24["right_shoulder"])}
+    errors["detected"] = detected
+    return errors
+
+
+def summarise(errors: dict, pck_mm, pck_px) -> dict:
+    from scail_backend.synth import metrics
+
+    summary = {
+        "frames": int(len(errors["detected"])),
+        "detected": float(np.mean(errors["detected"])) if len(errors["detected"]) else float("nan"),
+        "mpjpe_mm": metrics.mean_present(errors["mpjpe"]),
+        "pa_mpjpe_mm": metrics.mean_present(errors["pa"]),
+        "err2d_px": metrics.mean_present(errors["px"]),
+        "lr_swap": metrics.mean_present(errors["swap"]),
+    }
+    for group in GROUPS:
+        joints = metrics.GROUP_INDICES[group]
+        for thr in pck_mm:
+            summary[f"pck3d_{group}@{thr:g}mm"] = metrics.pck(errors["pa"], thr, joints)
+        for thr in pck_px:
+            summary[f"pck2d_{group}@{thr:g}px"] = metrics.pck(errors["px"], thr, joints)
+    return summary
+
+
+def _pool(all_errors: list) -> dict:
+    return {key: np.concatenate([e[key] for e in all_errors]) for key in all_errors[0]}
+
+
+def _print_table(rows: list, pck_mm, pck_px) -> None:
+    head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
+            f"{'L/R sw%':>7}")
+    print(head)
+    print("-" * len(head))
+    for name, s in rows:
+        swap = "-" if np.isnan(s["lr_swap"]) else f"{100 * s['lr_swap']:.1f}"  # "-": side-on only
+        print(f"{name:<26} {s['frames']:>6d} {100 * s['detected']:>6.1f} {s['mpjpe_mm']:>7.1f} "
+              f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.1f} {swap:>7}")
+    print()
+    cols = [f"3D@{t:g}mm" for t in pck_mm] + [f"2D@{t:g}px" for t in pck_px]
+    print("PCK (%) of all clips pooled, PA-aligned 3D and projected 2D:")
+    print(f"{'group':<8} " + " ".join(f"{c:>10}" for c in cols))
+    overall = rows[-1][1]
+    for group in GROUPS:
+        values = [overall[f"pck3d_{group}@{t:g}mm"] for t in pck_mm] + \
+                 [overall[f"pck2d_{group}@{t:g}px"] for t in pck_px]
+        print(f"{group:<8} " + " ".join(f"{100 * v:>10.1f}" for v in values))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, required=True, help="folder of rendered clips")
+    parser.add_argument("--estimator", default="mediapipe",
+                        help="estimator name (default mediapipe)")
+    parser.add_argument("--motions", help="comma-separated motions (default: all)")
+    parser.add_argument("--cameras", default=",".join(DEFAULT_CAMERAS),
+                        help=f"comma-separated cameras (default: {','.join(DEFAULT_CAMERAS)})")
+    parser.add_argument("--frames", type=int, help="frames per clip (default: each motion's own)")
+    parser.add_argument("--resolution", type=int, nargs=2, default=(512, 896), metavar=("H", "W"))
+    parser.add_argument("--fps", type=float, default=16.0)
+    parser.add_argument("--pck-mm", type=float, nargs="+", default=(50.0, 100.0))
+    parser.add_argument("--pck-px", type=float, nargs="+", default=(10.0, 20.0))
+    parser.add_argument("--json", type=Path, help="also write the summaries here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    for noisy in ("scail_backend", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    try:
+        from scail_backend.pipeline import extract_video
+    except ImportError as e:
+        print(f"accuracy: the estimator pipeline is not available ({e})", file=sys.stderr)
+        return 2
+    from scail_backend.synth import MOTIONS
+    from scail_protocol.sequence import PoseSequence
+
+    motions = args.motions.split(",") if args.motions else list(MOTIONS)
+    cameras = args.cameras.split(",")
+    args.cache.mkdir(parents=True, exist_ok=True)
+    rows, all_errors = [], []
+    for motion in motions:
+        for camera in cameras:
+            folder = _clip(args.cache, motion, camera, args.frames, tuple(args.resolution),
+                           args.fps)
+            truth = PoseSequence.load(folder / "truth.npz")
+            started = time.monotonic()
+            pred = extract_video(folder / "driving.mp4", estimator=args.estimator,
+                                 resolution=tuple(args.resolution))
+            logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
+                         time.monotonic() - started)
+            errors = score_clip(pred, truth)
+            all_errors.append(errors)
+            rows.append((f"{motion}/{camera}", summarise(errors, args.pck_mm, args.pck_px)))
+    rows.append(("ALL", summarise(_pool(all_errors), args.pck_mm, args.pck_px)))
+    print(f"estimator: {args.estimator}; {len(rows) - 1} clips; {args.resolution[0]}x"
+          f"{args.resolution[1]} at {args.fps:g} fps")
+    _print_table(rows, args.pck_mm, args.pck_px)
+    if args.json:
+        args.json.write_text(json.dumps({name: s for name, s in rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
