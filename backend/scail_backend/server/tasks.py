@@ -1,0 +1,180 @@
+"""What a worker runs for each job kind.
+
+Real kinds: ``extract`` (video -> poses), ``render`` (poses -> conditioning video) and ``run``
+(both). The pipeline modules are imported when a job runs, never at import.
+
+Diagnostic kinds, for health checks, tests and benchmarks (they touch no model):
+
+* ``sleep {duration_s, steps, fail?}``: waits ``duration_s`` in ``steps`` steps, reporting
+  progress (stage ``"sleep"``) and honouring cancel at every step; with ``fail`` it then fails
+  with that message. At most :data:`MAX_SLEEP_S` seconds.
+* ``copy {video, out?}``: copies the input video into the job's result video (stage ``"copy"``),
+  which exercises uploads, roots, result download and ``out`` paths.
+
+Every task gets the resolved parameters the server checked (absolute paths inside the roots or
+the upload cache) and a :class:`TaskContext`; it returns a JSON-ready result dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from scail_protocol import messages as M
+from scail_protocol.errors import ScailError
+from scail_protocol.sequence import PoseSequence, write_atomically
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S = 60.0
+MAX_SLEEP_STEPS = 1000
+COPY_BLOCK_BYTES = 1 << 20
+POSES_FILE = "poses.npz"
+VIDEO_FILE = "rendered.mp4"
+
+
+class TaskContext:
+    """What a running task may use besides its parameters.
+
+    Attributes:
+        job_dir: the job's private folder (exists, empty at start).
+        progress: ``progress(stage, done, total)``; raises Cancelled once cancel is asked.
+        wait: ``wait(seconds)``: pause, raising Cancelled at once when cancel is asked.
+    """
+
+    def __init__(self, job_dir: Path, progress, wait):
+        self.job_dir = Path(job_dir)
+        self.progress = progress
+        self.wait = wait
+
+
+def run_task(kind: str, params: dict, ctx: TaskContext) -> dict:
+    """Run one job; returns ``{"poses": path?, "video": {...}?, "report": {...}}``.
+
+    Raises:
+        Cancelled: cancel was asked (temporary files removed by the stage that was running).
+        ScailError: the job failed for a reason the client should see.
+    """
+    try:
+        task = TASKS[kind]
+    except KeyError:
+        raise ScailError(f"the worker cannot run jobs of kind {kind!r}") from None
+    return task(params, ctx)
+
+
+def _extract(params: dict, ctx: TaskContext) -> dict:
+    seq = _extract_sequence(params, ctx)
+    poses = seq.save(ctx.job_dir / POSES_FILE)
+    out = params.get("out")
+    if out:
+        seq.save(out)
+    return {"poses": str(poses), "report": _sequence_report(seq, out)}
+
+
+def _render(params: dict, ctx: TaskContext) -> dict:
+    seq = PoseSequence.load(params["poses"])
+    video, report = _render_sequence(seq, ctx)
+    out = params.get("out")
+    if out:
+        _copy_file(video, Path(out))
+    return {"video": _video_info(video, out), "report": report}
+
+
+def _run(params: dict, ctx: TaskContext) -> dict:
+    seq = _extract_sequence(params, ctx)
+    poses = seq.save(ctx.job_dir / POSES_FILE)
+    video, render_report = _render_sequence(seq, ctx)
+    out_dir = params.get("out_dir")
+    if out_dir:
+        seq.save(Path(out_dir) / POSES_FILE)
+        _copy_file(video, Path(out_dir) / VIDEO_FILE)
+    report = dict(_sequence_report(seq, out_dir), render=render_report)
+    out_video = str(Path(out_dir) / VIDEO_FILE) if out_dir else None
+    return {"poses": str(poses), "video": _video_info(video, out_video), "report": report}
+
+
+def _sleep(params: dict, ctx: TaskContext) -> dict:
+    duration_s, steps = float(params["duration_s"]), int(params["steps"])
+    for step in range(steps):
+        ctx.progress("sleep", step, steps)
+        ctx.wait(duration_s / steps)
+    ctx.progress("sleep", steps, steps)
+    if params.get("fail"):
+        raise ScailError(str(params["fail"]))
+    return {"report": {"slept_s": duration_s, "steps": steps}}
+
+
+def _copy(params: dict, ctx: TaskContext) -> dict:
+    source = Path(params["video"])
+    target = ctx.job_dir / ("video" + source.suffix)
+    total = source.stat().st_size
+    with source.open("rb") as src, target.open("wb") as dst:
+        done = 0
+        ctx.progress("copy", 0, total)
+        for block in iter(lambda: src.read(COPY_BLOCK_BYTES), b""):
+            dst.write(block)
+            done += len(block)
+            ctx.progress("copy", done, total)
+    out = params.get("out")
+    if out:
+        _copy_file(target, Path(out))
+    return {"video": _video_info(target, out), "report": {"bytes": total}}
+
+
+TASKS = {M.EXTRACT: _extract, M.RENDER: _render, M.RUN: _run, M.SLEEP: _sleep, M.COPY: _copy}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _extract_sequence(params: dict, ctx: TaskContext) -> PoseSequence:
+    from ..pipeline import extract_video
+
+    options = {"estimator": params.get("estimator") or "auto", "progress": ctx.progress}
+    if params.get("resolution") is not None:
+        options["resolution"] = params["resolution"]
+    return extract_video(params["video"], **options)
+
+
+def _render_sequence(seq: PoseSequence, ctx: TaskContext) -> tuple:
+    from ..render.pipeline import render_sequence
+
+    video = ctx.job_dir / VIDEO_FILE
+    report = render_sequence(seq, video, progress=ctx.progress)
+    return video, _jsonable(report)
+
+
+def _sequence_report(seq: PoseSequence, out) -> dict:
+    return {"frames": seq.num_frames, "people": seq.num_people, "fps": seq.fps,
+            "size": list(seq.size), "estimator": seq.meta.get("estimator"),
+            "out": str(out) if out else None}
+
+
+def _video_info(path: Path, out) -> dict:
+    """What clients learn about a result video: size, sha256, and the server path of ``out``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(COPY_BLOCK_BYTES), b""):
+            digest.update(block)
+    return {"file": str(path), "bytes": path.stat().st_size, "sha256": digest.hexdigest(),
+            "path": str(out) if out else None}
+
+
+def _copy_file(source: Path, target: Path) -> None:
+    """Copy atomically (temporary file beside ``target``, then rename)."""
+    with source.open("rb") as src:
+        write_atomically(target, lambda dst: shutil.copyfileobj(src, dst, COPY_BLOCK_BYTES))
+
+
+def _jsonable(report) -> dict:
+    """A library report (dataclass, dict or None) as plain JSON data."""
+    if report is None:
+        return {}
+    if dataclasses.is_dataclass(report):
+        report = dataclasses.asdict(report)
+    elif not isinstance(report, dict):
+        report = {"report": str(report)}
+    return json.loads(json.dumps(report, default=str))

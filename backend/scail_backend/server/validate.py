@@ -1,0 +1,69 @@
+"""Checking request bodies and the errors the server answers with."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from scail_protocol.errors import ProtocolError, ScailError
+
+REQUIRED = object()
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class RequestError(ScailError):
+    """A request the server refuses; ``code`` goes on the wire (see ``messages.ServerError``)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def get_field(body: dict, name: str, kind, msg_type: str, default=REQUIRED):
+    """``body[name]`` checked to be of ``kind`` (a type or tuple of types; None allowed when
+    ``default`` is None).
+
+    Raises:
+        ProtocolError: missing or of the wrong type, naming the request and the field.
+    """
+    if name not in body or (body[name] is None and default is None):
+        if default is REQUIRED:
+            raise ProtocolError(f"{msg_type}: field '{name}' is required")
+        return default
+    value = body[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ProtocolError(f"{msg_type}: field '{name}' must be {names}, "
+                            f"got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ProtocolError(f"{msg_type}: field '{name}' must be finite")
+    return value
+
+
+def get_int(body: dict, name: str, msg_type: str, lo: int, hi: int, default=REQUIRED) -> int:
+    """An integer field within [lo, hi]."""
+    value = get_field(body, name, int, msg_type, default)
+    if value is not None and not lo <= value <= hi:
+        raise ProtocolError(f"{msg_type}: field '{name}' must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def get_sha256(body: dict, name: str, msg_type: str) -> str:
+    value = get_field(body, name, str, msg_type)
+    if not _SHA256_RE.fullmatch(value):
+        raise ProtocolError(f"{msg_type}: field '{name}' must be 64 lowercase hex characters")
+    return value
+
+
+def get_resolution(body: dict, msg_type: str):
+    """``resolution``: None, or the working size [H, W] in pixels (each 16..8192) for landscape
+    input (the pipeline swaps it for portrait)."""
+    value = body.get("resolution")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192 for v in value):
+        raise ProtocolError(f"{msg_type}: 'resolution' must be [H, W] integers in 16..8192, "
+                            f"got {value!r:.60}")
+    return value
