@@ -1,0 +1,258 @@
+"""Export edited armatures back to a PoseSequence by forward kinematics.
+
+The joints are the posed bone heads, evaluated on every frame of the take in bulk: each F-curve
+is evaluated once per frame (``FCurve.evaluate``, so any interpolation the artist used counts)
+and the hierarchy is composed with numpy (``rigmath.forward_kinematics``). Rigs with bone
+constraints or drivers cannot be evaluated that way; they go through Blender's depsgraph
+(``scene.frame_set`` per frame), which is slower but exact.
+
+The 2D face and hands follow the 3D edits as the reference moves its overlay after alignment
+(reference §9.5): with Δ_j = project(J_j after, K now) − project(J_j before, K at import),
+body, feet and face points move by Δ of the head (SMPL 15), the left hand by Δ of the left
+wrist (20), the right hand by Δ of the right wrist (21). Δ is 0 where either end is missing or
+lies behind the camera. Boxes and scores are kept.
+
+Frames: the take's own, scene frames ``scail_frame_start`` .. ``scail_frame_start + T − 1`` (as
+imported), whatever the scene range is now. A frame that was missing at import stays missing
+unless the artist keyed something on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import bpy
+import numpy as np
+from mathutils import Euler, Quaternion
+from scail_protocol import camera as C
+from scail_protocol import joints as J
+from scail_protocol.errors import SequenceError
+from scail_protocol.sequence import PoseSequence
+
+from . import anim, rigmath
+from . import camera as camera_mod
+from .armature import PERSON_PROP, rest_matrices
+
+log = logging.getLogger(__name__)
+
+HEAD, LEFT_WRIST, RIGHT_WRIST = J.SMPL24["head"], J.SMPL24["left_wrist"], J.SMPL24["right_wrist"]
+MIN_SHIFT_DEPTH_MM = 0.01  # reference §9.5: joints nearer than this do not move the overlay
+_KEY_TOLERANCE = 0.5  # a key within half a frame of a frame counts as on it
+_BODY_AND_FEET = slice(J.BODY.start, J.FEET.stop)
+
+
+def export_sequence(armatures, *, scene, use_depsgraph=None, report=None) -> PoseSequence:
+    """The PoseSequence shown by armatures that :mod:`armature` imported (possibly edited).
+
+    Args:
+        armatures: armature objects with the ``scail_*`` properties of an import; they must
+            come from the same take (same size, frame count and start frame).
+        scene: the scene to evaluate (the depsgraph path changes its current frame and restores it).
+        use_depsgraph: force (True) or forbid (False) the slow frame-by-frame path; None picks
+            it only for rigs with constraints or drivers.
+        report: ``report(type_set, message)`` for warnings.
+
+    Returns:
+        A PoseSequence with one person per armature (ordered by their ``scail_person``),
+        joints3d from the bones (camera frame, mm), kp2d shifted with the head and wrists.
+
+    Raises:
+        SequenceError: no armature, armatures from different takes, or one lacking its data.
+    """
+    armatures = sorted(armatures, key=lambda o: (int(o.get(PERSON_PROP, 0)), o.name))
+    if not armatures:
+        raise SequenceError("no SCAIL armature to export: import a take first")
+    sources = [_source_of(obj) for obj in armatures]
+    _check_same_take(sources)
+    bpy.context.view_layer.update()  # object matrices of moved cameras and armatures
+    first = sources[0]
+    height, width = first["size"]
+    camera_obj = first["camera"]
+    K_now = camera_mod.read_K(camera_obj, scene, height, width) if camera_obj else first["K"]
+    to_reference = camera_mod.world_to_reference(camera_obj) if camera_obj else np.eye(4)
+    frames = first["frame_start"] + np.arange(first["num_frames"])
+    joints, kp2d = [], []
+    for obj, src in zip(armatures, sources):
+        heads_world = _posed_heads_world(obj, scene, frames, use_depsgraph)  # (T, 24, 3) m
+        heads_ref = heads_world @ to_reference[:3, :3].T + to_reference[:3, 3]
+        after = C.blender_to_camera(heads_ref).astype(np.float32)
+        after[~_present_frames(obj, src, frames)] = np.nan
+        joints.append(after)
+        kp2d.append(shift_overlay(src["kp2d"], src["joints3d"], after, src["K"], K_now))
+    meta = dict(first["meta"], edited_in="blender")
+    return PoseSequence(
+        fps=first["fps"], size=(height, width), K=K_now,
+        joints3d=np.stack(joints), kp2d=np.stack(kp2d),
+        kp2d_score=np.stack([s["kp2d_score"] for s in sources]),
+        bbox=np.stack([s["bbox"] for s in sources]),
+        track_id=np.array([s["track_id"] for s in sources], dtype=np.int64), meta=meta)
+
+
+def shift_overlay(kp2d_px, before_mm, after_mm, K_before, K_after) -> np.ndarray:
+    """Move the 2D whole-body points with the head and wrists (reference §9.5).
+
+    Args:
+        kp2d_px: (T, 134, 2) float32 pixels; NaN = missing.
+        before_mm, after_mm: (T, 24, 3) SMPL-24 joints before and after the edit, camera frame,
+            mm; NaN = missing.
+        K_before, K_after: (3, 3) intrinsics of the two projections.
+
+    Returns:
+        (T, 134, 2) float32 shifted points (missing points stay NaN).
+    """
+    out = np.array(kp2d_px, dtype=np.float64)
+    for joint, parts in ((HEAD, (_BODY_AND_FEET, J.FACE)), (LEFT_WRIST, (J.LEFT_HAND,)),
+                         (RIGHT_WRIST, (J.RIGHT_HAND,))):
+        delta = _displacement(before_mm[:, joint], after_mm[:, joint], K_before, K_after)
+        for part in parts:
+            out[:, part] += delta[:, None, :]
+    return out.astype(np.float32)
+
+
+def _displacement(before, after, K_before, K_after) -> np.ndarray:
+    """(T, 2) pixel shift of one joint; 0 where it is missing or too near on either side."""
+    before = np.asarray(before, dtype=np.float64)
+    after = np.asarray(after, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        usable = (before[:, 2] > MIN_SHIFT_DEPTH_MM) & (after[:, 2] > MIN_SHIFT_DEPTH_MM)
+    delta = C.project(after, K_after) - C.project(before, K_before)
+    return np.where(usable[:, None] & np.isfinite(delta), delta, 0.0)
+
+
+def _source_of(obj) -> dict:
+    """The import-time data kept on an armature (see ``armature`` module docstring)."""
+    try:
+        height, width = (int(v) for v in obj["scail_size"])
+        K = np.asarray(obj["_scail_K"], dtype=np.float64).reshape(3, 3)
+        joints3d = np.asarray(obj["_scail_joints3d"], dtype=np.float32).reshape(-1, 24, 3)
+        T = joints3d.shape[0]
+        src = {
+            "size": (height, width), "K": K, "joints3d": joints3d, "num_frames": T,
+            "kp2d": np.asarray(obj["_scail_kp2d"], np.float32).reshape(T, J.NUM_WHOLEBODY, 2),
+            "kp2d_score": np.asarray(obj["_scail_kp2d_score"], np.float32).reshape(T, J.NUM_WHOLEBODY),
+            "bbox": np.asarray(obj["_scail_bbox"], np.float32).reshape(T, 4),
+            "fps": float(obj["scail_fps"]), "frame_start": int(obj["scail_frame_start"]),
+            "track_id": int(obj["scail_track_id"]), "meta": json.loads(obj["_scail_meta"]),
+            "camera": obj.get("scail_camera"),
+        }
+    except (KeyError, ValueError, TypeError) as e:
+        raise SequenceError(f"armature {obj.name!r} lacks the data of a SCAIL import ({e}); "
+                            f"only armatures made by SCAIL import can be exported") from None
+    return src
+
+
+def _check_same_take(sources) -> None:
+    keys = {(s["size"], s["num_frames"], s["frame_start"]) for s in sources}
+    if len(keys) > 1:
+        raise SequenceError(f"the armatures come from different takes (size, frames, start: "
+                            f"{sorted(keys)}); export one take at a time")
+    ids = [s["track_id"] for s in sources]
+    if len(set(ids)) != len(ids):
+        raise SequenceError(f"two armatures have the same track id ({ids}); export them separately")
+
+
+def _present_frames(obj, src, frames) -> np.ndarray:
+    """(T,) bool: present at import, or carrying a key now (the artist filled a gap)."""
+    present = np.isfinite(src["joints3d"]).all(axis=(1, 2))
+    if present.all():
+        return present
+    source = anim.curve_source(obj)
+    keyed = anim.key_frames(source)
+    if keyed.size:
+        action_frames = source.action_frames(frames)
+        nearest = np.abs(action_frames[:, None] - keyed[None, :]).min(axis=1) \
+            if len(frames) * keyed.size <= 4_000_000 else _nearest_distance(action_frames, keyed)
+        present |= nearest <= _KEY_TOLERANCE
+    return present
+
+
+def _nearest_distance(values: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    idx = np.clip(np.searchsorted(sorted_keys, values), 1, len(sorted_keys) - 1)
+    lo, hi = sorted_keys[idx - 1], sorted_keys[np.minimum(idx, len(sorted_keys) - 1)]
+    return np.minimum(np.abs(values - lo), np.abs(values - hi))
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+def _posed_heads_world(obj, scene, frames, use_depsgraph) -> np.ndarray:
+    """(T, 24, 3) float64 posed bone heads in world space, metres, SMPL order."""
+    if use_depsgraph is None:
+        use_depsgraph = needs_depsgraph(obj)
+    if use_depsgraph:
+        heads = _heads_by_depsgraph(obj, scene, frames)
+    else:
+        rest = rest_matrices(obj)
+        basis = _basis_from_curves(obj, frames)
+        heads = rigmath.forward_kinematics(rest, basis)[..., :3, 3]
+    world = np.array(obj.matrix_world, dtype=np.float64)
+    return heads @ world[:3, :3].T + world[:3, 3]
+
+
+def needs_depsgraph(obj) -> bool:
+    """True when the pose is not a function of the bones' own F-curves alone."""
+    if any(pb.constraints for pb in obj.pose.bones):
+        return True
+    anim_data = obj.animation_data
+    return bool(anim_data and anim_data.drivers)
+
+
+def _heads_by_depsgraph(obj, scene, frames) -> np.ndarray:
+    names = rigmath.bone_names()
+    order = [obj.pose.bones.find(n) for n in names]
+    n_bones = len(obj.pose.bones)
+    flat = np.empty(n_bones * 3, dtype=np.float32)
+    out = np.empty((len(frames), rigmath.NUM_JOINTS, 3))
+    current = scene.frame_current
+    try:
+        for i, frame in enumerate(frames.tolist()):
+            scene.frame_set(int(frame))
+            obj.pose.bones.foreach_get("head", flat)
+            out[i] = flat.reshape(n_bones, 3)[order]
+    finally:
+        scene.frame_set(current)
+    return out
+
+
+def _basis_from_curves(obj, frames) -> np.ndarray:
+    """(T, 24, 4, 4) pose-bone basis matrices on the given scene frames from the F-curves.
+
+    Channels without an F-curve keep the pose bone's current value. Rotation modes: quaternion,
+    the six Euler orders and axis-angle, as Blender converts them.
+    """
+    source = anim.curve_source(obj)
+    action_frames = source.action_frames(frames)
+    T = len(frames)
+    quats = np.empty((T, rigmath.NUM_JOINTS, 4))
+    locs = np.empty((T, rigmath.NUM_JOINTS, 3))
+    scales = np.empty((T, rigmath.NUM_JOINTS, 3))
+    for j, name in enumerate(rigmath.bone_names()):
+        pose_bone = obj.pose.bones[name]
+        path = f'pose.bones["{name}"]'
+
+        def channel(prop, size, _pb=pose_bone, _path=path):
+            static = getattr(_pb, prop)
+            cols = []
+            for i in range(size):
+                fcurve = source.fcurves.get((f"{_path}.{prop}", i))
+                usable = fcurve is not None and not fcurve.mute
+                cols.append(anim.evaluate(fcurve, action_frames) if usable
+                            else np.full(T, static[i]))
+            return np.stack(cols, axis=-1)
+
+        locs[:, j] = channel("location", 3)
+        scales[:, j] = channel("scale", 3)
+        quats[:, j] = _rotation_as_quat(pose_bone.rotation_mode, channel)
+    return rigmath.basis_matrices(quats, locs, scales)
+
+
+def _rotation_as_quat(mode: str, channel) -> np.ndarray:
+    """(T, 4) quaternions of a pose bone's rotation channels in its rotation mode."""
+    if mode == "QUATERNION":
+        return channel("rotation_quaternion", 4)
+    if mode == "AXIS_ANGLE":
+        values = channel("rotation_axis_angle", 4)
+        return np.array([Quaternion(v[1:], v[0]) for v in values.tolist()])
+    values = channel("rotation_euler", 3)
+    return np.array([Euler(v, mode).to_quaternion() for v in values.tolist()])
+

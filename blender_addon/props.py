@@ -1,0 +1,72 @@
+"""Property groups: the panel's import/render settings (saved with the scene) and the live
+backend/job status (on the window manager, never saved)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+ESTIMATORS = (
+    ("AUTO", "Auto", "nlf when its weights are on the backend, else mediapipe"),
+    ("MEDIAPIPE", "MediaPipe", "embedded estimator: no download, no GPU"),
+    ("NLF", "NLF", "studio-grade YOLOX + DWPose + NLF (needs the weights on the backend)"),
+)
+RENDERERS = (
+    ("BLENDER", "Blender", "render the capsules with Cycles in this Blender"),
+    ("BACKEND", "Backend", "send the edited motion to the backend's taichi renderer"),
+)
+
+
+class SCAIL_PG_settings(bpy.types.PropertyGroup):
+    """What the SCAIL panel imports and renders (one per scene)."""
+
+    video_path: StringProperty(name="Video", subtype="FILE_PATH",
+                               description="Driving video to extract the motion from")
+    reference_path: StringProperty(name="Reference", subtype="FILE_PATH",
+                                   description="Optional reference image of the character "
+                                               "(used with Align)")
+    estimator: EnumProperty(name="Estimator", items=ESTIMATORS, default="AUTO")
+    resolution: IntProperty(name="Resolution", default=0, min=0, max=8192,
+                            description="Working height in pixels (0 = the backend's default)")
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
+                             description="Temporal smoothing strength (0 = off, as the reference)")
+    use_align: BoolProperty(name="Align to Reference", default=False,
+                            description="Solve the camera so the motion overlays the reference "
+                                        "image's character")
+    use_exact_lengths: BoolProperty(
+        name="Exact Bone Lengths", default=True,
+        description="Key each bone's head so every frame's joints are reproduced exactly; off "
+                    "keeps rigid bones of the take's median lengths")
+    render_path: StringProperty(name="Output", subtype="FILE_PATH", default="//rendered.mp4",
+                                description="Conditioning video to write (.mp4, 16 fps)")
+    renderer: EnumProperty(name="Renderer", items=RENDERERS, default="BLENDER")
+    use_overlay: BoolProperty(name="2D Overlay", default=True,
+                              description="Draw the hands, face and head strokes on top")
+
+
+class SCAIL_PG_status(bpy.types.PropertyGroup):
+    """Live state of the backend connection and the running job (runtime only)."""
+
+    connected: BoolProperty(name="Connected", default=False)
+    server: StringProperty(name="Server")
+    device: StringProperty(name="Device")
+    estimators: StringProperty(name="Estimators")
+    busy: BoolProperty(name="Busy", default=False)
+    stage: StringProperty(name="Stage")
+    progress: FloatProperty(name="Progress", default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    message: StringProperty(name="Message")
+    error: StringProperty(name="Error")
+
+
+classes = (SCAIL_PG_settings, SCAIL_PG_status)
+
+
+def register_properties() -> None:
+    bpy.types.Scene.scail = PointerProperty(type=SCAIL_PG_settings)
+    bpy.types.WindowManager.scail_status = PointerProperty(type=SCAIL_PG_status)
+
+
+def unregister_properties() -> None:
+    del bpy.types.WindowManager.scail_status
+    del bpy.types.Scene.scail
