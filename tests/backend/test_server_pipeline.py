@@ -51,17 +51,20 @@ def decoded_frames(path) -> np.ndarray:
 
 
 def assert_same_video(got: np.ndarray, expected: np.ndarray) -> None:
-    """Same frames up to H.264 jitter.
+    """Same frames up to H.264 encoder jitter.
 
-    Note: render_sequence's mp4 bytes were seen to vary between runs on the same poses in one
-    process (the rendered RGBA frames were identical; ~0.1% of decoded values off by up to 22),
-    so exact equality would be flaky. A real difference (wrong frame, pose, colour or size)
-    changes far more than this.
+    Note: the rendered RGBA frames are bit-identical between the two paths, but libx264's
+    output was seen to vary between runs in a process that has loaded taichi and MediaPipe
+    (never in a clean process): about 1% of decoded pixels differ by a few levels. So the test
+    asks for a near-identical picture (PSNR above 40 dB, under 2% of pixels touched); a real
+    difference (wrong frame, pose, colour or size) is far larger.
     """
     assert got.shape == expected.shape
-    differ = np.abs(got.astype(np.int16) - expected).max(-1) > 0
-    assert differ.mean() < 0.005, f"{differ.mean():.2%} of pixels differ"
-    assert np.abs(got.astype(np.int16) - expected).mean() < 0.05
+    error = got.astype(np.float64) - expected
+    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(error ** 2), 1e-12))
+    differ = np.abs(error).max(-1) > 0
+    assert psnr > 40.0, f"PSNR {psnr:.1f} dB"
+    assert differ.mean() < 0.02, f"{differ.mean():.2%} of pixels differ"
 
 
 def assert_same_poses(got: PoseSequence, expected: PoseSequence) -> None:
