@@ -134,7 +134,7 @@ def build_protocol_wheel(dest_dir: Path, version: str | None = None) -> Path:
         "Metadata-Version: 2.1\nName: scail-protocol\n"
         f"Version: {version}\n"
         "Summary: SCAIL Pose Studio data model, tables, camera maths and wire format\n"
-        "License: Apache-2.0\nRequires-Python: >=3.10\nRequires-Dist: numpy\n"
+        "License: GPL-3.0-or-later\nRequires-Python: >=3.10\nRequires-Dist: numpy\n"
         "Requires-Dist: pyzmq\n").encode()
     files[f"{dist_info}/WHEEL"] = (
         "Wheel-Version: 1.0\nGenerator: scail_pose_studio build.py\nRoot-Is-Purelib: true\n"

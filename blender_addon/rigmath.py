@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from scail_protocol import joints as J
 from scail_protocol.errors import SequenceError
+from scail_protocol.rotations import make_continuous, matrix_to_quat, quat_to_matrix
 
 NUM_JOINTS = len(J.SMPL24_NAMES)
 PARENTS = J.SMPL24_PARENTS
@@ -154,60 +155,6 @@ def rest_skeleton(lengths_m: np.ndarray, root_m) -> tuple:
 
 
 # --- rotations ----------------------------------------------------------------------------------
-
-def quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    """(..., 4) quaternions (w, x, y, z; normalised here, as Blender does) -> (..., 3, 3)."""
-    q = np.asarray(q, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = np.moveaxis(q, -1, 0)
-    return np.stack([
-        np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
-        np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
-        np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
-    ], -2)
-
-
-def matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (w, x, y, z), w >= 0.
-
-    Note:
-        Uses the largest of the four squared components (Shepperd's method), so it is stable at
-        every angle including pi.
-    """
-    m = np.asarray(m, dtype=np.float64)
-    t = np.stack([1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
-                  1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
-                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
-                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
-    pick = np.argmax(t, axis=-1)
-    cands = np.stack([
-        np.stack([t[..., 0], m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                  m[..., 1, 0] - m[..., 0, 1]], -1),
-        np.stack([m[..., 2, 1] - m[..., 1, 2], t[..., 1], m[..., 0, 1] + m[..., 1, 0],
-                  m[..., 0, 2] + m[..., 2, 0]], -1),
-        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], t[..., 2],
-                  m[..., 1, 2] + m[..., 2, 1]], -1),
-        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                  m[..., 1, 2] + m[..., 2, 1], t[..., 3]], -1),
-    ], -2)
-    q = np.take_along_axis(cands, pick[..., None, None], axis=-2)[..., 0, :]
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return q * np.where(q[..., :1] < 0, -1.0, 1.0)
-
-
-def make_continuous(q: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Flip quaternion signs along ``axis`` so neighbours lie in one hemisphere (dot >= 0).
-
-    Keys on every frame are interpolated component-wise by Blender; without this, q and -q
-    (the same rotation) side by side would interpolate through a spin.
-    """
-    q = np.moveaxis(np.asarray(q, dtype=np.float64), axis, 0).copy()
-    if len(q) > 1:
-        dots = np.sum(q[1:] * q[:-1], axis=-1)
-        flips = np.cumprod(np.where(dots < 0, -1.0, 1.0), axis=0)
-        q[1:] *= flips[..., None]
-    return np.moveaxis(q, 0, axis)
-
 
 def _shortest_arc_from_y(v: np.ndarray) -> np.ndarray:
     """(..., 3) unit vectors -> (..., 4) quaternions turning +Y onto them by the shortest arc.

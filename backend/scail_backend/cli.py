@@ -246,13 +246,13 @@ def cmd_weights(args) -> int:
 
     folder = weights.weights_dir(args.weights_dir)
     if args.action == "download":
-        with _ByteBars(enabled=not args.quiet) as bars:
+        with TqdmProgress(enabled=not args.quiet, unit="B") as bars:
             fetched = weights.download(folder, progress=bars)
         for path in fetched:
             print(path)
         return EXIT_OK
     if args.action == "verify":
-        with _ByteBars(enabled=not args.quiet) as bars:
+        with TqdmProgress(enabled=not args.quiet, unit="B") as bars:
             checks = weights.verify(folder, progress=bars)
         for check in checks:
             print(f"{check.state:14} {check.file.path}: {check.detail}")
@@ -266,32 +266,6 @@ def cmd_weights(args) -> int:
         size = f"{target.stat().st_size / 1e6:.1f} MB" if target.is_file() else "-"
         print(f"{mark:8} {f.path:34} {size:>10}  {f.url}")
     return EXIT_OK
-
-
-class _ByteBars:
-    """tqdm bars in bytes for downloads and hashing (one per file)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and sys.stderr is not None
-        self._bars = {}
-
-    def __call__(self, name: str, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        bar = self._bars.get(name)
-        if bar is None:
-            bar = self._bars[name] = tqdm(total=total or None, desc=name, unit="B",
-                                          unit_scale=True, dynamic_ncols=True)
-        bar.update(done - bar.n)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for bar in self._bars.values():
-            bar.close()
 
 
 # --- synth (issue 6) ----------------------------------------------------------------------------
@@ -338,6 +312,7 @@ def cmd_synth(args) -> int:
         progress.close()
     print(result.driving)
     print(result.truth)
+    print(result.reference)
     return EXIT_OK
 
 

@@ -21,11 +21,23 @@ def no_progress(stage: str, done: int, total: int) -> None:
     """The default progress callback: report nothing."""
 
 
-class TqdmProgress:
-    """A progress callback that shows one tqdm bar per stage on stderr (frame counts and rates)."""
+BYTE_STAGES = frozenset({"upload", "download"})  # stages that count bytes, not frames
 
-    def __init__(self, enabled: bool = True):
+
+class TqdmProgress:
+    """A progress callback that shows one tqdm bar per stage on stderr (counts and rates).
+
+    Args:
+        enabled: False shows nothing (``-q``).
+        unit: what ``done``/``total`` count: "frame" (default), or "B" for bytes (shown scaled,
+            e.g. MB/s). Stages named in :data:`BYTE_STAGES` always count bytes.
+
+    Use as a context manager (or call :meth:`close`) so unfinished bars are closed.
+    """
+
+    def __init__(self, enabled: bool = True, unit: str = "frame"):
         self.enabled = enabled and sys.stderr is not None
+        self.unit = unit
         self._bars = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
@@ -35,8 +47,10 @@ class TqdmProgress:
 
         bar = self._bars.get(stage)
         if bar is None:
-            bar = self._bars[stage] = tqdm(total=total or None, desc=stage, unit="frame",
-                                           dynamic_ncols=True, leave=True)
+            unit = "B" if stage in BYTE_STAGES else self.unit
+            bar = self._bars[stage] = tqdm(total=total or None, desc=stage, unit=unit,
+                                           unit_scale=unit == "B", dynamic_ncols=True,
+                                           leave=True)
         if total and bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
@@ -47,6 +61,12 @@ class TqdmProgress:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+    def __enter__(self) -> "TqdmProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class RateLimited:

@@ -99,18 +99,50 @@ def test_protocol_wheel_is_a_valid_importable_pure_python_wheel(tmp_path):
     assert out.stdout.strip() == "2"
 
 
-def test_build_zip_has_the_addon_the_manifest_and_every_wheel(tmp_path, manifest):
-    missing = [w for w in manifest["wheels"] if not w.split("/")[-1].startswith("scail_protocol")
-               and not (ADDON_DIR / w).is_file()]
-    if missing:
-        pytest.skip(f"pyzmq wheels not downloaded (run blender_addon/build.py): {missing[0]}")
-    out = build.build_zip(tmp_path, offline=True)
-    assert out.name == "scail_pose_studio-0.1.0.zip"
-    with zipfile.ZipFile(out) as zf:
+@pytest.fixture(scope="module")
+def built_zip(tmp_path_factory):
+    """The installable zip; pyzmq wheels come from the package registry when not cached."""
+    try:
+        return build.build_zip(tmp_path_factory.mktemp("dist"))
+    except build.BuildError as e:
+        if "pip download failed" in str(e):
+            pytest.skip(f"pyzmq wheels cannot be downloaded here: {e}")
+        raise
+
+
+def test_build_zip_has_the_addon_the_manifest_and_every_wheel(built_zip, manifest):
+    assert built_zip.name == "scail_pose_studio-0.1.0.zip"
+    with zipfile.ZipFile(built_zip) as zf:
         names = set(zf.namelist())
     assert {"blender_manifest.toml", "__init__.py", "operators.py", "armature.py"} <= names
     assert {w[2:] for w in manifest["wheels"]} <= names
     assert "build.py" not in names and not any("__pycache__" in n for n in names)
+
+
+def blender_extension_cli() -> Path:
+    """Blender's own extension tool (what `blender --command extension` runs), from bpy."""
+    bpy = pytest.importorskip("bpy")
+    path = (Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli"
+            / "blender_ext.py")
+    if not path.is_file():
+        pytest.skip(f"Blender's extension CLI not found at {path}")
+    return path
+
+
+def test_built_zip_passes_blenders_own_extension_validator(built_zip):
+    result = subprocess.run([sys.executable, str(blender_extension_cli()), "validate",
+                             str(built_zip)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success" in result.stdout
+
+
+def test_blenders_validator_rejects_a_broken_manifest(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    text = build.MANIFEST.read_text().replace('schema_version = "1.0.0"', 'schema_version = "x"')
+    (tmp_path / "blender_manifest.toml").write_text(text)
+    result = subprocess.run([sys.executable, str(blender_extension_cli()), "validate",
+                             str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0
 
 
 def test_the_addon_never_imports_the_backend():

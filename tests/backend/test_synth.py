@@ -181,6 +181,17 @@ def test_video_has_requested_frames_size_and_rate(small_clip):
     assert frames[0].shape == SMALL + (3,)
 
 
+def test_reference_image_is_the_first_frame(small_clip):
+    import av
+    import cv2
+
+    reference = cv2.imread(str(small_clip.reference))[..., ::-1]
+    with av.open(str(small_clip.driving)) as container:
+        first = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert reference.shape == first.shape
+    assert np.abs(reference.astype(int) - first).mean() < 3  # the video is lossy, the PNG is not
+
+
 def test_rendered_figure_covers_its_projected_joints():
     pytest.importorskip("bpy")
     from scail_backend.synth.clip import iter_frames
@@ -224,7 +235,7 @@ def test_cli_synth_writes_clip_and_prints_paths(tmp_path, capsys):
                "--frames", "2", "--resolution", *map(str, SMALL)])
     assert rc == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(out / "driving.mp4"), str(out / "truth.npz")]
+    assert printed == [str(out / "driving.mp4"), str(out / "truth.npz"), str(out / "ref.png")]
     assert PoseSequence.load(out / "truth.npz").num_frames == 2
 
 

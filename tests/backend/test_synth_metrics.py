@@ -7,7 +7,7 @@ import pytest
 from scail_protocol.joints import SMPL24
 
 from scail_backend.synth import metrics
-from scail_backend.synth.rotations import axis_angle, quat_to_matrix
+from scail_protocol.rotations import axis_angle, quat_to_matrix
 
 
 def _skeleton(seed=0):

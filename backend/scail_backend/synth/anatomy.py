@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scail_protocol.joints import SMPL24
 
-from .rotations import chain, mirror_left_to_right, rot_x, rot_y, rot_z
+from scail_protocol.rotations import chain, mirror_left_to_right, rot_x, rot_y, rot_z
 
 STAND = {  # a relaxed standing pose: arms hanging just clear of the torso, elbows soft
     "l_arm_e": 8.0, "r_arm_e": 8.0, "l_elbow": 12.0, "r_elbow": 12.0,

@@ -19,10 +19,10 @@ import numpy as np
 from scail_protocol.camera import BLENDER_CAMERA_EULER, blender_camera_from_K
 from scail_protocol.errors import RenderError
 from scail_protocol.joints import SMPL24_NAMES, SMPL24_PARENTS
+from scail_protocol.rotations import matrix_to_quat, quat_conj, quat_mul, quat_to_matrix
 
 from .figure import COLORS_SRGB8, MATERIALS, build_mesh
 from .motions import MotionFrames
-from .rotations import matrix_to_quat, quat_conj, quat_mul, quat_to_matrix
 from .skeleton import rest_joints, rest_tails
 
 log = logging.getLogger(__name__)

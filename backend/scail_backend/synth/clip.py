@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 from scail_protocol.camera import blender_to_camera
-from scail_protocol.errors import ScailError
+from scail_protocol.errors import ScailError, VideoError
 from scail_protocol.sequence import MAX_SIDE_PX
 
 from ..progress import ProgressFn, no_progress
@@ -26,6 +26,7 @@ DEFAULT_SIZE = (512, 896)  # (H, W) reference working resolution, landscape
 DEFAULT_FPS = 16.0         # reference §8: the conditioning video's rate
 DEMO_MOTION, DEMO_CAMERA = "demo", "front"
 DRIVING_NAME, TRUTH_NAME = "driving.mp4", "truth.npz"
+REFERENCE_NAME = "ref.png"  # the first frame: the folder is then what `scail-pose run` reads
 STAGE = "synth"
 MAX_FRAMES = 100_000  # a guard against typos (about 1.7 h at 16 fps)
 
@@ -37,6 +38,7 @@ class SynthClip:
     driving: Path
     truth: Path
     frames: int
+    reference: Optional[Path] = None
 
 
 @dataclass
@@ -109,10 +111,11 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
               progress: Optional[ProgressFn] = None) -> SynthClip:
     """Render a synthetic clip and its ground truth into ``out_dir``.
 
-    Writes ``out_dir/driving.mp4`` (H.264, ``size`` (H, W), ``fps``) and ``out_dir/truth.npz``
-    (a one-person PoseSequence; see :mod:`.truth`). Both are written to a temporary folder inside
-    ``out_dir`` and moved into place at the end, so a failure or a cancellation (the progress
-    callback raising ``Cancelled``) leaves no partial output.
+    Writes ``out_dir/driving.mp4`` (H.264, ``size`` (H, W), ``fps``), ``out_dir/truth.npz``
+    (a one-person PoseSequence; see :mod:`.truth`) and ``out_dir/ref.png`` (the first frame, as
+    the reference image of the folder layout ``scail-pose run`` reads). All are written to a
+    temporary folder inside ``out_dir`` and moved into place at the end, so a failure or a
+    cancellation (the progress callback raising ``Cancelled``) leaves no partial output.
 
     Args:
         out_dir: folder (created if missing).
@@ -138,6 +141,8 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
             for frame in iter_frames(motion=spec.name, camera=setup.name, num_frames=num,
                                      size=size, fps=fps, scratch_dir=work, progress=progress):
                 writer.write(frame.rgb)
+                if frame.index == 0:
+                    _write_png(work / REFERENCE_NAME, frame.rgb)
                 joints.append(frame.joints_world_m)
                 marks.append(frame.landmarks_world_m)
                 boxes.append(frame.bbox)
@@ -149,15 +154,24 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
                                         truth.landmark_table(), cameras.intrinsics(setup, size),
                                         size, fps, meta)
         sequence.save(work / TRUTH_NAME)
-        driving, truth_path = out_dir / DRIVING_NAME, out_dir / TRUTH_NAME
+        driving, truth_path, reference = (out_dir / DRIVING_NAME, out_dir / TRUTH_NAME,
+                                          out_dir / REFERENCE_NAME)
         os.replace(work / DRIVING_NAME, driving)
         os.replace(work / TRUTH_NAME, truth_path)
+        os.replace(work / REFERENCE_NAME, reference)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     elapsed = time.monotonic() - started
     log.info("synth: %d frames of %s/%s in %.1f s (%.2f s/frame)", num, spec.name, setup.name,
              elapsed, elapsed / num)
-    return SynthClip(driving, truth_path, num)
+    return SynthClip(driving, truth_path, num, reference)
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise VideoError(f"cannot write {path}")
 
 
 def make_demo(out_dir, progress: Optional[ProgressFn] = None) -> SynthClip:

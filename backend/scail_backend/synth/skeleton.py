@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 from scail_protocol.joints import SMPL24, SMPL24_NAMES, SMPL24_PARENTS
 
-from .rotations import quat_apply, quat_mul
+from scail_protocol.rotations import quat_apply, quat_mul
 
 NUM_JOINTS = 24
 

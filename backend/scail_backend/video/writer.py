@@ -139,7 +139,7 @@ class Mp4Writer:
         except BaseException:
             self._abort()
             raise
-        log.info("wrote %s (%d frames, %d fps)", self.path, self.frames, self.fps)
+        log.debug("wrote %s (%d frames, %d fps)", self.path, self.frames, self.fps)
 
     def _abort(self) -> None:
         if self._container is not None:

@@ -1,4 +1,4 @@
-"""Unit quaternions for the synthetic figure's motions (numpy only).
+"""Unit quaternions and rotation matrices (numpy only): the synthetic figure and the add-on's rig.
 
 Quaternions are (..., 4) float64 in (w, x, y, z) order, the order Blender's
 ``rotation_quaternion`` uses. Rotations act on column vectors: ``quat_apply(q, v) = R(q) @ v``,
@@ -8,7 +8,6 @@ and ``quat_mul(a, b)`` is the rotation "first b, then a".
 from __future__ import annotations
 
 import numpy as np
-
 
 
 def axis_angle(axis, angle_rad) -> np.ndarray:
@@ -79,34 +78,45 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quat(m: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions with w >= 0.
+    """(..., 3, 3) rotation matrices -> (..., 4) unit quaternions (w, x, y, z), w >= 0.
 
-    Uses the largest of the four diagonal combinations for numerical stability.
+    Note:
+        Uses the largest of the four squared components (Shepperd's method), so it is stable at
+        every angle including pi.
     """
-    m = np.asarray(m, np.float64)
-    flat = m.reshape(-1, 3, 3)
-    out = np.empty((flat.shape[0], 4))
-    for i, r in enumerate(flat):
-        trace = r[0, 0] + r[1, 1] + r[2, 2]
-        k = int(np.argmax((trace, r[0, 0], r[1, 1], r[2, 2])))
-        # Mirrored off-diagonal differences are 4·w·(x, y, z); their sums 4·(xy, xz, yz).
-        dx, dy, dz = r[2, 1] - r[1, 2], r[0, 2] - r[2, 0], r[1, 0] - r[0, 1]
-        sxy, sxz, syz = r[0, 1] + r[1, 0], r[0, 2] + r[2, 0], r[1, 2] + r[2, 1]
-        if k == 0:
-            s = 2.0 * np.sqrt(1.0 + trace)
-            q = (0.25 * s, dx / s, dy / s, dz / s)
-        elif k == 1:
-            s = 2.0 * np.sqrt(1.0 + r[0, 0] - r[1, 1] - r[2, 2])
-            q = (dx / s, 0.25 * s, sxy / s, sxz / s)
-        elif k == 2:
-            s = 2.0 * np.sqrt(1.0 + r[1, 1] - r[0, 0] - r[2, 2])
-            q = (dy / s, sxy / s, 0.25 * s, syz / s)
-        else:
-            s = 2.0 * np.sqrt(1.0 + r[2, 2] - r[0, 0] - r[1, 1])
-            q = (dz / s, sxz / s, syz / s, 0.25 * s)
-        out[i] = q
-    out *= np.where(out[:, :1] < 0, -1.0, 1.0)
-    return (out / np.linalg.norm(out, axis=-1, keepdims=True)).reshape(m.shape[:-2] + (4,))
+    m = np.asarray(m, dtype=np.float64)
+    t = np.stack([1 + m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2],
+                  1 + m[..., 0, 0] - m[..., 1, 1] - m[..., 2, 2],
+                  1 - m[..., 0, 0] + m[..., 1, 1] - m[..., 2, 2],
+                  1 - m[..., 0, 0] - m[..., 1, 1] + m[..., 2, 2]], -1)
+    pick = np.argmax(t, axis=-1)
+    cands = np.stack([
+        np.stack([t[..., 0], m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                  m[..., 1, 0] - m[..., 0, 1]], -1),
+        np.stack([m[..., 2, 1] - m[..., 1, 2], t[..., 1], m[..., 0, 1] + m[..., 1, 0],
+                  m[..., 0, 2] + m[..., 2, 0]], -1),
+        np.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], t[..., 2],
+                  m[..., 1, 2] + m[..., 2, 1]], -1),
+        np.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
+                  m[..., 1, 2] + m[..., 2, 1], t[..., 3]], -1),
+    ], -2)
+    q = np.take_along_axis(cands, pick[..., None, None], axis=-2)[..., 0, :]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return q * np.where(q[..., :1] < 0, -1.0, 1.0)
+
+
+def make_continuous(q: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Flip quaternion signs along ``axis`` so neighbours lie in one hemisphere (dot >= 0).
+
+    Keys on every frame are interpolated component-wise by Blender; without this, q and -q
+    (the same rotation) side by side would interpolate through a spin.
+    """
+    q = np.moveaxis(np.asarray(q, dtype=np.float64), axis, 0).copy()
+    if len(q) > 1:
+        dots = np.sum(q[1:] * q[:-1], axis=-1)
+        flips = np.cumprod(np.where(dots < 0, -1.0, 1.0), axis=0)
+        q[1:] *= flips[..., None]
+    return np.moveaxis(q, 0, axis)
 
 
 def quat_apply(q: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -1,0 +1,34 @@
+"""Progress callbacks: tqdm bars per stage (frames or bytes) and rate limiting."""
+
+import io
+import sys
+
+from scail_backend.progress import RateLimited, TqdmProgress
+
+
+def test_tqdm_progress_counts_frames_and_bytes_per_stage(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with TqdmProgress() as progress:
+        for done in range(0, 11):
+            progress("estimate", done, 10)
+        progress("upload", 3 * 2**20, 4 * 2**20)
+    text = err.getvalue()
+    assert "estimate" in text and "10/10" in text and "frame" in text
+    assert "4.19M" in text and "B/s" in text  # byte stages are scaled bytes, not frames
+
+
+def test_tqdm_progress_disabled_writes_nothing(monkeypatch):
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    with TqdmProgress(enabled=False) as progress:
+        progress("render", 5, 10)
+    assert err.getvalue() == ""
+
+
+def test_rate_limited_passes_first_and_final_calls_only_within_the_interval():
+    calls = []
+    limited = RateLimited(lambda *a: calls.append(a), interval_s=3600)
+    for done in range(1, 6):
+        limited("render", done, 5)
+    assert calls == [("render", 1, 5), ("render", 5, 5)]
