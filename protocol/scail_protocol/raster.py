@@ -36,8 +36,9 @@ def _cdiv(num: int, den: int) -> int:
 
 def _clip_line(width: int, height: int, p1, p2):
     """OpenCV's clipLine on an image of width x height units: clipped end points or None."""
-    x1, y1 = p1
-    x2, y2 = p2
+    # Python ints: the products below overflow int64 for far-away points (numpy would wrap).
+    x1, y1 = int(p1[0]), int(p1[1])
+    x2, y2 = int(p2[0]), int(p2[1])
     right, bottom = width - 1, height - 1
     c1 = (x1 < 0) + (x1 > right) * 2 + (y1 < 0) * 4 + (y1 > bottom) * 8
     c2 = (x2 < 0) + (x2 > right) * 2 + (y2 < 0) * 4 + (y2 > bottom) * 8

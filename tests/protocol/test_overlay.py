@@ -250,6 +250,7 @@ def test_raster_primitives_match_opencv():
                                       expected)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an int64 overflow would warn
 def test_far_away_points_do_not_hang_or_overflow():
     kp, sc = _person()
     kp[0, 0], kp[0, 14] = (100, 100), (100, -900_000)   # a cheek stroke a million rows long
