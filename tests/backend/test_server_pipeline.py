@@ -1,10 +1,14 @@
 """Extract, render and run through the server equal the ``scail-pose`` command line's output.
 
-A few frames of a real example video (skipped when ``../shared/examples`` is absent) go through
-both paths: the CLI in this process, and an in-process server over loopback sockets.
+A few frames of a real example video (or of the synthetic figure where ``../shared/examples``
+is absent) go through both paths: the CLI in this process, and an in-process server over loopback sockets.
 """
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,26 +20,28 @@ from scail_protocol.errors import Cancelled
 
 from server_helpers import KEY, ServerThread
 
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "examples"
+
 CLIP_FRAMES = 6
 RESOLUTION = (256, 448)  # small working size keeps MediaPipe and the renderer quick
 POSE_FIELDS = ("K", "joints3d", "kp2d", "kp2d_score", "bbox", "track_id")
 
 
-def cut_clip(source, target, frames: int):
-    """The first ``frames`` frames of ``source``, re-encoded to ``target`` (H.264, same rate)."""
+def cut_clip(source, target, frames: int, repeat: int = 1):
+    """The first ``frames`` frames of ``source``, ``repeat`` times over, re-encoded to ``target``
+    (H.264, same rate)."""
     import av
 
-    with av.open(str(source)) as src, av.open(str(target), "w") as out:
+    with av.open(str(source)) as src:
         stream_in = src.streams.video[0]
-        stream = out.add_stream("libx264", rate=stream_in.average_rate)
-        stream.width, stream.height, stream.pix_fmt = (stream_in.width, stream_in.height,
-                                                       "yuv420p")
+        rate, width, height = stream_in.average_rate, stream_in.width, stream_in.height
+        pictures = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), src.decode(stream_in))]
+    with av.open(str(target), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "18"}
-        for index, frame in enumerate(src.decode(stream_in)):
-            if index == frames:
-                break
-            frame = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-            for packet in stream.encode(frame):
+        for picture in pictures * repeat:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
@@ -74,13 +80,29 @@ def assert_same_poses(got: PoseSequence, expected: PoseSequence) -> None:
     assert got.meta.get("estimator") == expected.meta.get("estimator")
 
 
+def synthetic_clip(folder, frames: int):
+    """A short clip of the project's synthetic figure (``scail-pose synth`` in a subprocess,
+    so Blender's process-global state never meets other tests)."""
+    command = [sys.executable, "-m", "scail_backend.cli", "-q", "synth", "--motion", "wave",
+               "--frames", str(frames), "--resolution", *map(str, RESOLUTION), "-o", str(folder)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    return folder / "driving.mp4"
+
+
 @pytest.fixture(scope="module")
-def cli_outputs(examples_dir, tmp_path_factory):
-    """The clip, and what ``scail-pose extract`` and ``scail-pose render`` made of it."""
+def cli_outputs(tmp_path_factory):
+    """The clip, and what ``scail-pose extract`` and ``scail-pose render`` made of it.
+
+    The clip is a few frames of real footage (``../shared/examples/dance_a``) where present,
+    else of the synthetic figure, so these tests run everywhere.
+    """
     from scail_backend.cli import main
 
     root = tmp_path_factory.mktemp("root")
-    clip = cut_clip(examples_dir / "dance_a" / "driving.mp4", root / "clip.mp4", CLIP_FRAMES)
+    if EXAMPLES.is_dir():
+        clip = cut_clip(EXAMPLES / "dance_a" / "driving.mp4", root / "clip.mp4", CLIP_FRAMES)
+    else:
+        clip = synthetic_clip(root / "synth", CLIP_FRAMES)
     poses, video = root / "cli_poses.npz", root / "cli_rendered.mp4"
     assert main(["-q", "extract", str(clip), "-o", str(poses), "--estimator", "mediapipe",
                  "--resolution", *map(str, RESOLUTION)]) == 0
@@ -137,9 +159,12 @@ def test_run_through_the_server_writes_both_outputs_like_the_cli(cli_outputs, se
 
 
 @pytest.mark.slow
-def test_cancelling_a_real_extract_stops_it_and_writes_nothing(examples_dir, cli_outputs, served):
+def test_cancelling_a_real_extract_stops_it_and_writes_nothing(cli_outputs, served):
     out = cli_outputs["root"] / "cancelled.npz"
-    job_id = served.extract(examples_dir / "dance_a" / "driving.mp4", upload=True,
+    # the clip ten times over: long enough that the cancel lands while MediaPipe is still busy
+    long_clip = cut_clip(cli_outputs["clip"], cli_outputs["root"] / "long.mp4", CLIP_FRAMES,
+                         repeat=10)
+    job_id = served.extract(long_clip, upload=True,
                             estimator="mediapipe", resolution=RESOLUTION, out=str(out))
     cancelled = []
 
