@@ -12,13 +12,20 @@ all clips:
 * L/R swap: share of frames whose estimated shoulders are in the opposite image order from the
   truth's (frames seen side-on are not judged);
 * PCK per joint group (torso, head, arms, legs): PA-aligned 3D at --pck-mm thresholds and 2D at
-  --pck-px thresholds.
+  --pck-px thresholds;
+* Accel: mean acceleration error (m/s²) of the camera-frame joints, i.e. jitter beyond the
+  truth's own motion (``synth.metrics.acceleration_errors``).
+
+With ``--smooth [STRENGTH]`` each estimate is also temporally smoothed
+(``scail_backend.smoothing``, as ``extract --smooth``) and the table shows raw and smoothed
+figures side by side (the smoothing reuses the raw estimate, so it costs little).
 
 All 24 SMPL joints are scored. Frames without a detection count against "detected" only.
 
     python bench/accuracy.py --cache bench_cache/synth                 # 8 motions x 3 cameras
     python bench/accuracy.py --cache /tmp/s --motions wave,squat --cameras front --frames 24
     python bench/accuracy.py --cache /tmp/s --json results.json
+    python bench/accuracy.py --cache /tmp/s --smooth                # raw vs medium smoothing
 
 Rendering runs at ~0.25-0.5 s/frame here (2 cores); cached clips are reused when their motion,
 camera, size, fps and frame count match.
@@ -36,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_CAMERAS = ("front", "three_quarter", "side_left")
+MM_PER_M = 1000.0
 GROUPS = ("torso", "head", "arms", "legs")
 
 
@@ -81,7 +89,7 @@ def score_clip(pred, truth) -> dict:
     num = truth.num_frames
     if pred.num_people == 0 or pred.num_frames != num:
         nan = np.full((num, 24), np.nan)
-        errors = {"mpjpe": nan, "pa": nan, "px": nan, "swap": np.full(num, np.nan)}
+        errors = {"mpjpe": nan, "pa": nan, "px": nan, "swap": np.full(num, np.nan), "accel": nan}
         detected = np.zeros(num, bool)
     else:
         est = pred.joints3d[_best_person(pred, truth)].astype(np.float64)
@@ -91,7 +99,8 @@ def score_clip(pred, truth) -> dict:
         errors = {"mpjpe": metrics.mpjpe(est, gt), "pa": metrics.pa_mpjpe(est, gt),
                   "px": metrics.joint_errors(est_px, gt_px),
                   "swap": metrics.left_right_swapped(est_px, gt_px, SMPL24["left_shoulder"],
-                                                     SMPL24["right_shoulder"])}
+                                                     SMPL24["right_shoulder"]),
+                  "accel": metrics.acceleration_errors(est, gt, truth.fps) / MM_PER_M}
     errors["detected"] = detected
     return errors
 
@@ -106,6 +115,7 @@ def summarise(errors: dict, pck_mm, pck_px) -> dict:
         "pa_mpjpe_mm": metrics.mean_present(errors["pa"]),
         "err2d_px": metrics.mean_present(errors["px"]),
         "lr_swap": metrics.mean_present(errors["swap"]),
+        "accel_m_s2": metrics.mean_present(errors["accel"]),
     }
     for group in GROUPS:
         joints = metrics.GROUP_INDICES[group]
@@ -121,23 +131,33 @@ def _pool(all_errors: list) -> dict:
 
 
 def _print_table(rows: list, pck_mm, pck_px) -> None:
+    """Per clip and pooled; ``rows`` are (name, raw summary, smoothed summary or None)."""
+    smoothed = rows[-1][2] is not None
     head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
-            f"{'L/R sw%':>7}")
+            f"{'L/R sw%':>7} {'Accel':>6}")
+    if smoothed:
+        head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6}  (smoothed)"
     print(head)
     print("-" * len(head))
-    for name, s in rows:
+    for name, s, sm in rows:
         swap = "-" if np.isnan(s["lr_swap"]) else f"{100 * s['lr_swap']:.1f}"  # "-": side-on only
-        print(f"{name:<26} {s['frames']:>6d} {100 * s['detected']:>6.1f} {s['mpjpe_mm']:>7.1f} "
-              f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.1f} {swap:>7}")
+        line = (f"{name:<26} {s['frames']:>6d} {100 * s['detected']:>6.1f} {s['mpjpe_mm']:>7.1f} "
+                f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.2f} {swap:>7} {s['accel_m_s2']:>6.2f}")
+        if sm is not None:
+            line += (f" | {sm['mpjpe_mm']:>7.1f} {sm['pa_mpjpe_mm']:>9.1f} {sm['err2d_px']:>6.2f} "
+                     f"{sm['accel_m_s2']:>6.2f}")
+        print(line)
     print()
     cols = [f"3D@{t:g}mm" for t in pck_mm] + [f"2D@{t:g}px" for t in pck_px]
-    print("PCK (%) of all clips pooled, PA-aligned 3D and projected 2D:")
-    print(f"{'group':<8} " + " ".join(f"{c:>10}" for c in cols))
-    overall = rows[-1][1]
-    for group in GROUPS:
-        values = [overall[f"pck3d_{group}@{t:g}mm"] for t in pck_mm] + \
-                 [overall[f"pck2d_{group}@{t:g}px"] for t in pck_px]
-        print(f"{group:<8} " + " ".join(f"{100 * v:>10.1f}" for v in values))
+    for label, index in (("raw", 1), ("smoothed", 2)) if smoothed else (("", 1),):
+        suffix = f", {label}" if label else ""
+        print(f"PCK (%) of all clips pooled, PA-aligned 3D and projected 2D{suffix}:")
+        print(f"{'group':<8} " + " ".join(f"{c:>10}" for c in cols))
+        overall = rows[-1][index]
+        for group in GROUPS:
+            values = [overall[f"pck3d_{group}@{t:g}mm"] for t in pck_mm] + \
+                     [overall[f"pck2d_{group}@{t:g}px"] for t in pck_px]
+            print(f"{group:<8} " + " ".join(f"{100 * v:>10.1f}" for v in values))
 
 
 def main(argv=None) -> int:
@@ -154,6 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pck-mm", type=float, nargs="+", default=(50.0, 100.0))
     parser.add_argument("--pck-px", type=float, nargs="+", default=(10.0, 20.0))
     parser.add_argument("--json", type=Path, help="also write the summaries here")
+    parser.add_argument("--smooth", nargs="?", const="default", default=None, metavar="STRENGTH",
+                        help="also score the estimates smoothed at STRENGTH (light, medium, "
+                             "strong or a number in (0, 1]; alone: the default) beside the raw")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("scail_backend", "absl"):
@@ -164,13 +187,19 @@ def main(argv=None) -> int:
     except ImportError as e:
         print(f"accuracy: the estimator pipeline is not available ({e})", file=sys.stderr)
         return 2
+    from scail_backend.smoothing import parse_strength, smooth_sequence
     from scail_backend.synth import MOTIONS
     from scail_protocol.sequence import PoseSequence
+
+    try:
+        strength = parse_strength(args.smooth)
+    except ValueError as e:
+        parser.error(str(e))
 
     motions = args.motions.split(",") if args.motions else list(MOTIONS)
     cameras = args.cameras.split(",")
     args.cache.mkdir(parents=True, exist_ok=True)
-    rows, all_errors = [], []
+    rows, all_errors, all_smoothed, by_motion = [], [], [], {}
     for motion in motions:
         for camera in cameras:
             folder = _clip(args.cache, motion, camera, args.frames, tuple(args.resolution),
@@ -182,15 +211,35 @@ def main(argv=None) -> int:
             logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
                          time.monotonic() - started)
             errors = score_clip(pred, truth)
+            smoothed = None if strength is None else score_clip(
+                smooth_sequence(pred, strength=strength), truth)
             all_errors.append(errors)
-            rows.append((f"{motion}/{camera}", summarise(errors, args.pck_mm, args.pck_px)))
-    rows.append(("ALL", summarise(_pool(all_errors), args.pck_mm, args.pck_px)))
-    print(f"estimator: {args.estimator}; {len(rows) - 1} clips; {args.resolution[0]}x"
-          f"{args.resolution[1]} at {args.fps:g} fps")
+            all_smoothed.append(smoothed)
+            by_motion.setdefault(motion, []).append((errors, smoothed))
+            rows.append((f"{motion}/{camera}", summarise(errors, args.pck_mm, args.pck_px),
+                         None if smoothed is None else
+                         summarise(smoothed, args.pck_mm, args.pck_px)))
+    if len(cameras) > 1:  # each motion over its cameras
+        for motion, pairs in by_motion.items():
+            rows.append((f"{motion}/*", *_summarise_pool(pairs, args)))
+    rows.append(("ALL", *_summarise_pool(list(zip(all_errors, all_smoothed)), args)))
+    print(f"estimator: {args.estimator}; {len(all_errors)} clips; {args.resolution[0]}x"
+          f"{args.resolution[1]} at {args.fps:g} fps"
+          + ("" if strength is None else f"; smoothing strength {strength:g}"))
     _print_table(rows, args.pck_mm, args.pck_px)
     if args.json:
-        args.json.write_text(json.dumps({name: s for name, s in rows}, indent=2))
+        args.json.write_text(json.dumps(
+            {name: (s if sm is None else {"raw": s, "smoothed": sm}) for name, s, sm in rows},
+            indent=2))
     return 0
+
+
+def _summarise_pool(pairs: list, args) -> tuple:
+    """(raw summary, smoothed summary or None) of the pooled (raw, smoothed) error pairs."""
+    raw = summarise(_pool([e for e, _ in pairs]), args.pck_mm, args.pck_px)
+    if pairs[0][1] is None:
+        return raw, None
+    return raw, summarise(_pool([sm for _, sm in pairs]), args.pck_mm, args.pck_px)
 
 
 if __name__ == "__main__":

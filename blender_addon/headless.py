@@ -44,7 +44,7 @@ def import_motion_file(path, *, video_path=None, exact: bool = True, context=Non
                                     exact=exact, report=report)
 
 
-def import_video(video_path, *, reference_path=None, estimator: str = "auto", resolution: int = 0,
+def import_video(video_path, *, reference_path=None, estimator: str = "auto", resolution="DEFAULT",
                  smoothing: float = 0.0, use_align: bool = False, exact: bool = True,
                  settings=None, context=None, progress=None, report=None) -> armature.ImportResult:
     """Extract the motion of a video on the backend, then import it (blocking).
@@ -72,7 +72,7 @@ def import_video(video_path, *, reference_path=None, estimator: str = "auto", re
 
 
 def extract_sequence(video_path, *, reference_path=None, estimator: str = "auto",
-                     resolution: int = 0, smoothing: float = 0.0, use_align: bool = False,
+                     resolution="DEFAULT", smoothing: float = 0.0, use_align: bool = False,
                      settings=None, progress=None) -> PoseSequence:
     """The PoseSequence the backend extracts from a video (blocking; see :func:`import_video`)."""
     check_inputs(video_path, reference_path if use_align else None)

@@ -192,16 +192,33 @@ class HelloJob(BackendJob):
         pass
 
 
-def extract_options(*, estimator: str = "auto", resolution: int = 0, smoothing: float = 0.0,
+def resolution_hw(value):
+    """[H, W] of a resolution setting ("DEFAULT", "512x896", or an (H, W) pair), or None for the
+    backend's default."""
+    if value in (None, "", "DEFAULT"):
+        return None
+    if isinstance(value, str):
+        value = value.lower().split("x")
+    try:
+        height, width = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"resolution must be 'DEFAULT', 'HxW' or (H, W), got {value!r}") from None
+    return [height, width]
+
+
+def extract_options(*, estimator: str = "auto", resolution="DEFAULT", smoothing: float = 0.0,
                     use_align: bool = False, reference_path=None) -> dict:
     """Body fields of an ``extract`` request besides the video (``scail_protocol.messages``).
 
-    ``resolution`` 0 and ``smoothing`` 0 leave the backend's defaults; ``use_align`` sends the
-    reference image's path (the backend must say ``capabilities.align`` in its hello).
+    ``resolution`` "DEFAULT" and ``smoothing`` 0 leave the backend's defaults (512 x 896,
+    smoothing off); otherwise ``resolution`` is "HxW" or (H, W) (see :func:`resolution_hw`);
+    ``smoothing`` in (0, 1] is the backend's temporal smoothing strength (0.25 light, 0.5 medium,
+    0.75 strong); ``use_align`` sends the reference image's path (the backend must say
+    ``capabilities.align`` in its hello).
     """
     options = {"estimator": estimator.lower()}
-    if resolution:
-        options["resolution"] = int(resolution)
+    if resolution_hw(resolution) is not None:
+        options["resolution"] = resolution_hw(resolution)
     if smoothing > 0:
         options["smoothing"] = float(smoothing)
     if use_align:
@@ -216,6 +233,9 @@ def check_capabilities(hello: dict, address: str, options: dict) -> None:
     if caps.get("extract") is False:
         raise ScailError(f"the backend at {address} cannot extract poses (its pipeline is not "
                          f"installed there)")
+    if options.get("smoothing") and not caps.get("smoothing"):
+        raise ScailError(f"the backend at {address} cannot smooth poses in this version; set "
+                         f"Smoothing to 0 or update the backend")
     if options.get("use_align") and not caps.get("align"):
         raise ScailError(f"the backend at {address} cannot align to a reference image in this "
                          f"version; turn Align off")

@@ -10,12 +10,12 @@ functions run synchronously. Errors of this project end as ``report({'ERROR'}, .
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 from scail_protocol.errors import ScailError
 
 from . import armature, client, headless, jobs, prefs, render
-from .props import ESTIMATORS, RENDERERS
+from .props import ESTIMATORS, RENDERERS, RESOLUTIONS
 
 _EXACT = BoolProperty(name="Exact Bone Lengths", default=True,
                       description="Key each bone's head so every frame's joints are reproduced "
@@ -71,8 +71,9 @@ class SCAIL_OT_import_video(_NeedsIdleBackend, bpy.types.Operator):
     filter_glob: StringProperty(default="*.mp4;*.mov;*.avi;*.mkv;*.webm", options={"HIDDEN"})
     reference_path: StringProperty(name="Reference Image", subtype="FILE_PATH")
     estimator: EnumProperty(name="Estimator", items=ESTIMATORS, default="AUTO")
-    resolution: IntProperty(name="Resolution", default=0, min=0, max=8192)
-    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0)
+    resolution: EnumProperty(name="Resolution", items=RESOLUTIONS, default="DEFAULT")
+    smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
+                             description="Temporal smoothing strength (0 = off; 0.5 = medium)")
     use_align: BoolProperty(name="Align to Reference", default=False)
     use_exact_lengths: _EXACT
 

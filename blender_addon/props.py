@@ -4,13 +4,21 @@ backend/job status (on the window manager, never saved)."""
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, PointerProperty,
                        StringProperty)
 
 ESTIMATORS = (
     ("AUTO", "Auto", "nlf when its weights are on the backend, else mediapipe"),
     ("MEDIAPIPE", "MediaPipe", "embedded estimator: no download, no GPU"),
     ("NLF", "NLF", "studio-grade YOLOX + DWPose + NLF (needs the weights on the backend)"),
+)
+# Working size (H x W for landscape input; the backend swaps it for portrait), as the CLI's
+# --resolution. SCAIL itself is trained at 512 x 896.
+RESOLUTIONS = (
+    ("DEFAULT", "Default (512 × 896)", "the backend's default working size, SCAIL's own"),
+    ("480x832", "480 × 832", "a little smaller than SCAIL's size"),
+    ("720x1280", "720 × 1280", "larger: finer 2D overlay strokes"),
+    ("256x448", "256 × 448", "quick previews"),
 )
 RENDERERS = (
     ("BLENDER", "Blender", "render the capsules with Cycles in this Blender"),
@@ -27,10 +35,13 @@ class SCAIL_PG_settings(bpy.types.PropertyGroup):
                                    description="Optional reference image of the character "
                                                "(used with Align)")
     estimator: EnumProperty(name="Estimator", items=ESTIMATORS, default="AUTO")
-    resolution: IntProperty(name="Resolution", default=0, min=0, max=8192,
-                            description="Working height in pixels (0 = the backend's default)")
+    resolution: EnumProperty(name="Resolution", items=RESOLUTIONS, default="DEFAULT",
+                             description="Working size H × W for landscape video (swapped for "
+                                         "portrait)")
     smoothing: FloatProperty(name="Smoothing", default=0.0, min=0.0, max=1.0,
-                             description="Temporal smoothing strength (0 = off, as the reference)")
+                             description="Temporal smoothing of the motion on the backend "
+                                         "(One Euro filter): 0 = off, as the reference; "
+                                         "0.25 light, 0.5 medium, 0.75 strong")
     use_align: BoolProperty(name="Align to Reference", default=False,
                             description="Solve the camera so the motion overlays the reference "
                                         "image's character")

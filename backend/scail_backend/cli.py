@@ -100,6 +100,7 @@ examples:
   scail-pose extract dance.mp4 -o dance.npz
   scail-pose extract frames_folder/ -o poses.npz --estimator mediapipe
   scail-pose extract clip.mov -o clip.npz --resolution 480 832
+  scail-pose extract dance.mp4 -o dance.npz --smooth          # or --smooth strong, --smooth 0.3
 """
 
 RUN_EPILOG = """\
@@ -120,6 +121,7 @@ examples:
   scail-pose run                       # synthetic demo -> ./scail_demo/rendered.mp4
   scail-pose run examples/001
   scail-pose run examples/001 --estimator mediapipe --arch cpu
+  scail-pose run examples/001 --smooth light
 """
 
 WEIGHTS_EPILOG = """\
@@ -146,6 +148,23 @@ def _add_estimator_options(p) -> None:
     p.add_argument("--weights-dir", metavar="DIR",
                    help="folder of the nlf weights (default: $SCAIL_WEIGHTS_DIR, else "
                         "pretrained_weights/)")
+    from .smoothing import DEFAULT_STRENGTH, STRENGTHS
+
+    p.add_argument("--smooth", nargs="?", const=DEFAULT_STRENGTH, default=None,
+                   type=_smoothing_strength, metavar="STRENGTH",
+                   help=f"temporal smoothing of the poses (One Euro filter): "
+                        f"{', '.join(STRENGTHS)} or a number in (0, 1]; --smooth alone = "
+                        f"{DEFAULT_STRENGTH} (default: off, as the reference)")
+
+
+def _smoothing_strength(text: str) -> str:
+    from .smoothing import parse_strength
+
+    try:
+        parse_strength(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _add_extract(sub) -> None:
@@ -166,7 +185,8 @@ def cmd_extract(args) -> int:
     progress = make_progress(args)
     try:
         seq = extract_video(args.video, estimator=args.estimator, resolution=args.resolution,
-                            progress=progress, weights_dir=args.weights_dir)
+                            progress=progress, weights_dir=args.weights_dir,
+                            smoothing=args.smooth)
     finally:
         progress.close()
     _warn_if_nobody(seq)
@@ -199,7 +219,8 @@ def cmd_run(args) -> int:
     try:
         folder = args.folder or _demo_folder(progress)
         result = run_folder(folder, estimator=args.estimator, resolution=args.resolution,
-                            arch=args.arch, progress=progress, weights_dir=args.weights_dir)
+                            arch=args.arch, progress=progress, weights_dir=args.weights_dir,
+                            smoothing=args.smooth)
     finally:
         progress.close()
     print(result.poses)

@@ -85,7 +85,8 @@ class RunResult:
 
 
 def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
-                  progress: Optional[ProgressFn] = None, weights_dir=None) -> PoseSequence:
+                  progress: Optional[ProgressFn] = None, weights_dir=None,
+                  smoothing=None) -> PoseSequence:
     """Estimate the poses of every frame of a video (or image folder, or image).
 
     Args:
@@ -95,26 +96,35 @@ def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolu
             None = 512 x 896 (reference §1.2).
         progress: ``progress(stage, done, total)`` for stages "decode" and "estimate".
         weights_dir: where the nlf weights live (else $SCAIL_WEIGHTS_DIR, else the project's).
+        smoothing: temporal smoothing strength (``smoothing.smooth_sequence``): None, "off" or 0
+            = none (the default, as the reference); "light", "medium", "strong", "default" or a
+            number in (0, 1].
 
     Returns:
         PoseSequence at the working size, one entry per source frame, fps = the source's rate;
-        meta holds the estimator (name, version, why), the source (path, sha256, fps, size) and
-        the working size.
+        meta holds the estimator (name, version, why), the source (path, sha256, fps, size),
+        the working size and, when smoothed, the smoothing parameters.
 
     Raises:
+        ValueError: an unknown smoothing strength (before any work is done).
         VideoError: the input cannot be read (see ``video.reader.open_video``).
         WeightsMissing, EstimatorError: the estimator cannot be created.
         Cancelled: the progress callback cancelled the job.
     """
-    sequence, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir)
+    sequence, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir,
+                           smoothing=smoothing)
     return sequence
 
 
-def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=None):
+def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=None,
+             smoothing=None):
     """extract_video's work; ``on_open(source)`` runs once the input and estimator are ready.
 
     Returns (sequence, source).
     """
+    from .smoothing import parse_strength, smooth_sequence
+
+    strength = parse_strength(smoothing)  # a bad value fails before the long work
     progress = progress or no_progress
     source = open_video(path, resolution)
     log.info("%s: %s, %dx%d at %g fps, %s frames -> working size %dx%d", path, source.kind,
@@ -154,12 +164,15 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
                 source=dict(source.describe(), sha256=hasher.result() if hasher else None,
                             frames=source.frames_read, problems=list(source.problems)),
                 working_size=list(source.size), output_fps=OUTPUT_FPS)
-    return sequence.replace(meta=meta), source
+    sequence = sequence.replace(meta=meta)
+    if strength is not None:
+        sequence = smooth_sequence(sequence, strength=strength)
+    return sequence, source
 
 
 def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
                arch: str = "auto", progress: Optional[ProgressFn] = None,
-               weights_dir=None) -> RunResult:
+               weights_dir=None, smoothing=None) -> RunResult:
     """The reference CLI's job: ``DIR/driving.mp4`` -> ``DIR/poses.npz`` + ``DIR/rendered.mp4``.
 
     The reference image (``ref_image.jpg``, ``ref_image.png``, ``ref.jpg`` or ``ref.png``) is
@@ -170,7 +183,7 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
 
     Args:
         folder: the job folder.
-        estimator, resolution, weights_dir: as :func:`extract_video`.
+        estimator, resolution, weights_dir, smoothing: as :func:`extract_video`.
         arch: renderer backend ("auto", "cpu", "cuda", ...), passed to the renderer.
         progress: ``progress(stage, done, total)`` for decode, estimate and the render stages.
 
@@ -191,7 +204,8 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
     try:
         sequence, source = _extract(
             driving, estimator, resolution, progress, weights_dir,
-            on_open=lambda src: warmups.append(_RendererWarmup(src.size, arch)))
+            on_open=lambda src: warmups.append(_RendererWarmup(src.size, arch)),
+            smoothing=smoothing)
     finally:  # no thread outlives the call, whatever happened
         for warmup in warmups:
             warmup.join()

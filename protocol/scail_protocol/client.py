@@ -290,12 +290,14 @@ class BackendClient:
         return job["id"]
 
     def extract(self, video, *, upload: bool = False, estimator: str = "auto", resolution=None,
-                out: Optional[str] = None) -> str:
+                smoothing=None, out: Optional[str] = None) -> str:
         """Submit video -> poses. ``video`` is a server-visible path, or a local file with
         ``upload=True``. ``resolution``: working (H, W) in pixels for landscape input, None =
-        the server's default. ``out``: optional server path for ``poses.npz`` (under a root)."""
+        the server's default. ``smoothing``: temporal smoothing strength, None = off, else
+        "light", "medium", "strong", "default" or a number in [0, 1] (the server checks it).
+        ``out``: optional server path for ``poses.npz`` (under a root)."""
         body = {"video": self._video_spec(video, upload), "estimator": estimator,
-                "resolution": _size_list(resolution), "out": out}
+                "resolution": _size_list(resolution), "smoothing": smoothing, "out": out}
         return self.submit(M.EXTRACT, body)
 
     def render(self, poses, *, out: Optional[str] = None) -> str:
@@ -307,10 +309,11 @@ class BackendClient:
         return self.submit(M.RENDER, {"poses_path": os.path.abspath(poses), "out": out})
 
     def run(self, video, *, upload: bool = False, estimator: str = "auto", resolution=None,
-            out_dir: Optional[str] = None) -> str:
-        """Submit the whole pipeline: video -> poses -> conditioning video."""
+            smoothing=None, out_dir: Optional[str] = None) -> str:
+        """Submit the whole pipeline: video -> poses -> conditioning video (options as
+        :meth:`extract`; ``out_dir``: optional server folder for both outputs)."""
         body = {"video": self._video_spec(video, upload), "estimator": estimator,
-                "resolution": _size_list(resolution), "out_dir": out_dir}
+                "resolution": _size_list(resolution), "smoothing": smoothing, "out_dir": out_dir}
         return self.submit(M.RUN, body)
 
     def _video_spec(self, video, upload: bool) -> dict:

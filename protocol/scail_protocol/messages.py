@@ -11,9 +11,10 @@ Requests (client -> server) and the reply each gets::
     heartbeat      {}                                     -> heartbeat {queued, running}
     upload_begin   {sha256, size, suffix}                 -> upload_state {sha256, size, have}
     upload_chunk   {sha256, offset} + array "data" uint8  -> upload_state {sha256, have}
-    extract        {video, estimator?, resolution?, out?} -> accepted {job, position}
+    extract        {video, estimator?, resolution?, smoothing?, out?} -> accepted {job, position}
     render         {poses + pose arrays | poses_path, out?} -> accepted {job, position}
-    run            {video, estimator?, resolution?, out_dir?} -> accepted {job, position}
+    run            {video, estimator?, resolution?, smoothing?, out_dir?}
+                                                          -> accepted {job, position}
     align          (any)                                  -> error "unavailable" (not in this
                                                              version)
     sleep, copy    diagnostic jobs (see scail_backend.server.tasks) -> accepted {job, position}
@@ -27,7 +28,8 @@ Requests (client -> server) and the reply each gets::
                                                              + array "data" uint8
 
 ``video`` is ``{"path": "/server/visible/file.mp4"}`` or ``{"upload": sha256, "name": "a.mp4"}``;
-``resolution`` is ``[H, W]`` or null; ``out``/``out_dir``/``poses_path`` are absolute server
+``resolution`` is ``[H, W]`` or null; ``smoothing`` is null (off), a strength name ("light",
+"medium", "strong", "default", "off") or a number in [0, 1] (0 = off); ``out``/``out_dir``/``poses_path`` are absolute server
 paths inside the server's roots. ``job`` is a job summary (id, kind, state, stage, done, total,
 owner_connected, times, report or error). Pose arrays are those of
 :func:`scail_protocol.wire.sequence_parts` under the prefix ``poses``.

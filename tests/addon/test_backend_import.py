@@ -71,11 +71,53 @@ def test_import_video_operator_background_path(addon, scene, server, prefs, clip
     assert meta["estimator"] == "mediapipe"
 
 
+def test_import_video_with_smoothing_has_the_backend_smooth_the_motion(addon, scene, server,
+                                                                       prefs, clip):
+    video = server.root / "driving.mp4"
+    shutil.copy(clip, video)
+    assert addon.jobs.extract_options(smoothing=0.6)["smoothing"] == 0.6
+    assert "smoothing" not in addon.jobs.extract_options(smoothing=0.0)  # 0 = off, as before
+    result = bpy.ops.scail.import_video(filepath=str(video), estimator="MEDIAPIPE",
+                                        smoothing=0.6)
+    assert result == {"FINISHED"}
+    (obj,) = armature_objects()
+    meta = addon.export.export_sequence([obj], scene=scene).meta
+    assert meta["smoothing"]["strength"] == pytest.approx(0.6)
+    assert meta["smoothing"]["filter"] == "one_euro"
+
+
+@pytest.mark.parametrize("setting, expected", [("DEFAULT", None), ("480x832", [480, 832]),
+                                               ((720, 1280), [720, 1280])])
+def test_resolution_setting_becomes_the_servers_h_w_pair(addon, setting, expected):
+    assert addon.jobs.extract_options(resolution=setting).get("resolution") == expected
+    with pytest.raises(ValueError, match="resolution must be"):
+        addon.jobs.extract_options(resolution="big")
+
+
+def test_import_video_at_a_chosen_resolution(addon, scene, server, prefs, clip):
+    video = server.root / "driving.mp4"
+    shutil.copy(clip, video)
+    result = bpy.ops.scail.import_video(filepath=str(video), estimator="MEDIAPIPE",
+                                        resolution="256x448")
+    assert result == {"FINISHED"}
+    (obj,) = armature_objects()
+    # the clip is portrait (256 x 192), so the backend swaps the landscape size
+    assert addon.export.export_sequence([obj], scene=scene).size == (448, 256)
+
+
+def test_smoothing_on_a_backend_without_it_is_refused_clearly(addon):
+    hello = {"capabilities": {"extract": True, "estimators": {"names": ["auto", "mediapipe"]}}}
+    addon.jobs.check_capabilities(hello, "tcp://old:5555", {"estimator": "auto"})
+    with pytest.raises(Exception, match="cannot smooth"):
+        addon.jobs.check_capabilities(hello, "tcp://old:5555", {"estimator": "auto",
+                                                                  "smoothing": 0.5})
+
+
 def test_import_video_job_runs_from_the_timer_and_uploads(addon, scene, prefs, clip):
     """The UI path: zero-timeout polls from the timer; the clip lies outside the server's roots,
     so the job uploads it after the server refuses the path."""
     addon.operators.start_import_job(bpy.context, str(clip), exact=True,
-                                     estimator="MEDIAPIPE", resolution=0, smoothing=0.0,
+                                     estimator="MEDIAPIPE", resolution="DEFAULT", smoothing=0.0,
                                      use_align=False)
     assert addon.client.busy()
     seen, slowest = _events_while_driving(addon)
@@ -108,7 +150,7 @@ def test_unreachable_backend_is_reported_with_its_address_without_hanging(addon,
         bpy.ops.scail.import_video(filepath=str(clip))
     assert time.monotonic() - started < 10.0
     addon.operators.start_import_job(bpy.context, str(clip), exact=True, estimator="AUTO",
-                                     resolution=0, smoothing=0.0, use_align=False)
+                                     resolution="DEFAULT", smoothing=0.0, use_align=False)
     drive_timer(addon, 30)
     assert address in bpy.context.window_manager.scail_status.error
     assert_nothing_imported()
@@ -136,7 +178,7 @@ def test_video_not_found_is_reported_before_contacting_the_backend(addon, scene,
         bpy.ops.scail.import_video(filepath=str(missing))
     with pytest.raises(Exception, match="video not found"):
         addon.operators.start_import_job(bpy.context, str(missing), exact=True, estimator="AUTO",
-                                         resolution=0, smoothing=0.0, use_align=False)
+                                         resolution="DEFAULT", smoothing=0.0, use_align=False)
     assert not addon.client.busy()
 
 
@@ -151,7 +193,7 @@ def test_align_on_a_backend_without_it_is_refused_clearly(addon, scene, prefs, c
 
 def test_backend_killed_mid_import_leaves_nothing_behind(addon, scene, server, prefs, clip):
     addon.operators.start_import_job(bpy.context, str(clip), exact=True, estimator="MEDIAPIPE",
-                                     resolution=0, smoothing=0.0, use_align=False)
+                                     resolution="DEFAULT", smoothing=0.0, use_align=False)
     _events_while_driving(addon, until=lambda status: status.stage in ("decode", "estimate"))
     server.kill()
     drive_timer(addon, 30)
@@ -173,7 +215,7 @@ def test_backend_killed_mid_import_headless_path(addon, scene, server, prefs, cl
 
 def test_cancel_stops_the_import(addon, scene, prefs, clip):
     addon.operators.start_import_job(bpy.context, str(clip), exact=True, estimator="MEDIAPIPE",
-                                     resolution=0, smoothing=0.0, use_align=False)
+                                     resolution="DEFAULT", smoothing=0.0, use_align=False)
     _events_while_driving(addon, until=lambda status: status.stage in ("decode", "estimate"))
     assert bpy.ops.scail.cancel() == {"FINISHED"}
     drive_timer(addon, 60)

@@ -115,6 +115,34 @@ def test_extract_clip_without_anybody_warns_and_writes_nan_poses(tmp_path, capsy
     assert seq.meta["source"]["fps"] == 16.0 and len(seq.meta["source"]["sha256"]) == 64
 
 
+@pytest.mark.parametrize("flag, strength", [
+    ([], None), (["--smooth"], "default"), (["--smooth", "strong"], "strong"),
+    (["--smooth=0.3"], 0.3)])
+def test_extract_smooth_flag_reaches_the_poses(tmp_path, empty_clip, flag, strength):
+    from scail_backend.smoothing import parse_strength
+
+    out = tmp_path / "poses.npz"
+    assert main(["-q", "extract", str(empty_clip), "-o", str(out), "--estimator", "mediapipe",
+                 *flag]) == 0
+    meta = PoseSequence.load(out).meta
+    if strength is None:
+        assert "smoothing" not in meta  # off by default, as the reference
+    else:
+        assert meta["smoothing"]["strength"] == parse_strength(strength)
+        assert meta["smoothing"]["filter"] == "one_euro"
+
+
+@pytest.mark.parametrize("value", ["wobbly", "1.5", "-1"])
+def test_extract_smooth_refuses_unknown_strengths(tmp_path, capsys, empty_clip, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", "extract", str(empty_clip), "-o", str(tmp_path / "p.npz"),
+              f"--smooth={value}"])
+    assert exit_info.value.code == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "--smooth" in err and "light, medium, strong" in err
+    assert not (tmp_path / "p.npz").exists()
+
+
 # --- run ------------------------------------------------------------------------------------------
 
 
@@ -171,6 +199,12 @@ def test_run_without_anybody_gives_a_valid_black_video(job, capsys, umask_022):
         assert float(stream.average_rate) == 16.0
     assert len(frames) == 6 and frames[0].shape == (512, 896, 3)
     assert max(int(f.max()) for f in frames) <= 8  # black, up to codec noise
+
+
+def test_run_smooth_flag_reaches_the_poses(job):
+    assert main(["-q", "run", str(job), "--estimator", "mediapipe", "--arch", "cpu",
+                 "--smooth", "light"]) == 0
+    assert PoseSequence.load(job / "poses.npz").meta["smoothing"]["strength"] == 0.25
 
 
 @pytest.mark.parametrize("stage", ["estimate", "render"])

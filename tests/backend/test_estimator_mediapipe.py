@@ -161,6 +161,25 @@ def test_pelvis_and_spine_climb_the_trunk_in_order():
         assert off_line_mm < 0.5
 
 
+def test_collars_sit_below_the_neck_shoulder_line():
+    """SMPL's collar joints lie ~6 cm below the line from the neck to each shoulder, 0.4 of the
+    way out (estimator notes' SMPL facts; bench/accuracy.py measured the 2D gain)."""
+    joints, _ = smpl24_joints(_landmarks(), K)
+    neck = joints[J.SMPL24["neck"]]
+    hips = joints[[J.SMPL24["left_hip"], J.SMPL24["right_hip"]]].mean(0)
+    trunk_mm = np.linalg.norm(joints[[J.SMPL24["left_shoulder"],
+                                      J.SMPL24["right_shoulder"]]].mean(0) - hips)
+    for side in ("left", "right"):
+        collar, shoulder = joints[J.SMPL24[f"{side}_collar"]], joints[J.SMPL24[f"{side}_shoulder"]]
+        on_line = neck + T.COLLAR_FROM_NECK * (shoulder - neck)
+        drop = collar - on_line
+        # straight down the trunk (towards the hips: +y in the camera frame here)
+        assert drop[1] > 0 and abs(drop[0]) < 0.1 * np.linalg.norm(drop)
+        assert np.linalg.norm(drop) == pytest.approx(T.COLLAR_DROP_ALONG_TRUNK * trunk_mm,
+                                                     rel=0.15)
+        assert collar[1] > shoulder[1]  # a little below the shoulder too
+
+
 def test_combination_tables_are_affine():
     for table in (T.SMPL24_FROM_MEDIAPIPE, T.OPENPOSE18_FROM_MEDIAPIPE, T.FEET_FROM_MEDIAPIPE):
         M = T.combination_matrix(table, T.NUM_POSE)
@@ -290,6 +309,21 @@ def test_frames_without_a_person_give_nan_rows():
     assert not seq.present().any()
     assert seq.meta["estimator"] == "mediapipe"
     np.testing.assert_allclose(seq.K, intrinsics_from_fov(128, 224))
+
+
+@pytest.mark.parametrize("fps", [8.0, 30.0, 60.0])
+def test_frames_are_stamped_at_the_videos_own_rate(fps):
+    """MediaPipe's smoothing runs in real time: the ``solutions`` clock (private, 1/30 s per
+    frame) is moved so each frame lands 1/fps after the last, across videos too."""
+    from scail_backend.estimators.mediapipe_holistic import MediaPipeHolisticEstimator
+
+    frames = [np.full((96, 160, 3), 80, np.uint8)] * 3
+    step_us = round(1e6 / fps)
+    with MediaPipeHolisticEstimator() as est:
+        est.estimate(iter(frames), size=(96, 160), fps=fps)
+        assert est._graph._simulated_timestamp == 3 * step_us
+        est.estimate(iter(frames[:2]), size=(96, 160), fps=fps)  # a second video: still rising
+        assert est._graph._simulated_timestamp == 5 * step_us
 
 
 def test_estimator_rejects_frames_of_the_wrong_size():

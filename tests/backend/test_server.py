@@ -86,6 +86,7 @@ def test_hello_reports_versions_capabilities_and_limits(client, root):
     assert hello["limits"]["max_message_bytes"] == MAX_MESSAGE_BYTES
     assert set(hello["capabilities"]) >= {"estimators", "device", "extract", "render", "align"}
     assert hello["capabilities"]["align"] is False
+    assert hello["capabilities"]["smoothing"] is True
     assert hello["roots"] == [str(root.resolve())]
     assert hello["workers"][0]["busy"] is False
 
@@ -327,6 +328,18 @@ BAD_MESSAGES = {
     "bad-resolution": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
                                                         "resolution": [5, -1]}), "protocol",
                        "'resolution' must be"),
+    "smoothing-out-of-range": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
+                                                                "smoothing": 1.5}), "protocol",
+                               "'smoothing' must be light, medium, strong"),
+    "smoothing-unknown-name": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"},
+                                                            "smoothing": "wobbly"}), "protocol",
+                               "got 'wobbly'"),
+    "smoothing-wrong-type": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
+                                                              "smoothing": [0.5]}), "protocol",
+                             "'smoothing' must be str or int or float, got list"),
+    "smoothing-bool": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"},
+                                                    "smoothing": True}), "protocol",
+                       "got bool"),
     "nan-in-K": (_nan_poses("K", np.nan), "protocol", "NaN or infinite"),
     "inf-in-joints": (_nan_poses("joints3d", np.inf), "protocol", "infinite values"),
     "partly-nan-joint": (_nan_poses("joints3d", np.nan), "protocol", "partly-NaN"),
@@ -523,6 +536,21 @@ def test_cli_client_hello_prints_json(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(WAIT_S)
+
+
+def test_cli_client_sends_smoothing_and_shows_the_servers_refusal(server, root, tmp_path, capsys):
+    from scail_backend.cli import main
+
+    key_file = tmp_path / "client.key"
+    key_file.write_bytes(KEY)
+    clip = root / "clip.mp4"
+    clip.write_bytes(b"not decoded: the request is refused or queued first")
+    common = ["--connect", server.address, "--key-file", str(key_file), "--no-wait"]
+    assert main(["-q", "client", "extract", str(clip), "--smooth", "1.5", *common]) == 2
+    assert "'smoothing' must be" in capsys.readouterr().err
+    assert main(["-q", "client", "run", str(clip), "--smooth", "0.4", *common]) == 0
+    assert main(["-q", "client", "extract", str(clip), "--smooth", *common]) == 0
+    assert len(capsys.readouterr().out.split()) == 2  # two job ids
 
 
 def test_cli_client_reports_missing_server_with_its_address(tmp_path):

@@ -135,6 +135,20 @@ def test_extract_through_the_server_equals_the_cli(cli_outputs, served):
 
 
 @pytest.mark.slow
+def test_extract_with_smoothing_through_the_server_equals_smoothing_the_cli_poses(cli_outputs,
+                                                                                   served):
+    from scail_backend.smoothing import smooth_sequence
+
+    job_id = served.extract(cli_outputs["clip"], estimator="mediapipe", resolution=RESOLUTION,
+                            smoothing="strong")
+    got = served.wait(job_id).poses
+    expected = smooth_sequence(cli_outputs["poses"], strength="strong")
+    assert_same_poses(got, expected)
+    assert got.meta["smoothing"] == expected.meta["smoothing"]
+    assert not np.array_equal(got.joints3d, cli_outputs["poses"].joints3d)  # it did something
+
+
+@pytest.mark.slow
 def test_render_through_the_server_equals_the_cli(cli_outputs, served, tmp_path):
     for poses in (cli_outputs["poses"], str(cli_outputs["poses_path"])):  # inline, server path
         job_id = served.render(poses)

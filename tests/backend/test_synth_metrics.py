@@ -82,3 +82,21 @@ def test_left_right_swap_judges_only_frames_seen_from_the_front():
                                          SMPL24["right_shoulder"])
     np.testing.assert_array_equal(swapped[:2], (0.0, 1.0))
     assert np.isnan(swapped[2])
+
+
+def test_acceleration_error_ignores_offsets_and_counts_jitter():
+    t = np.arange(6, dtype=np.float64)
+    truth = np.zeros((6, 2, 3))
+    truth[:, :, 0] = 0.5 * t[:, None] ** 2            # constant acceleration 1 mm/frame²
+    shifted = truth + np.array([40.0, -7.0, 3.0])     # a constant offset: no acceleration error
+    np.testing.assert_allclose(metrics.acceleration_errors(shifted, truth, 10.0)[1:-1], 0.0,
+                               atol=1e-9)
+    jitter = truth.copy()
+    jitter[3, 1, 2] += 2.0                            # one joint 2 mm off in one frame
+    err = metrics.acceleration_errors(jitter, truth, 10.0)
+    # second differences at frames 2, 3, 4 see +2, -4, +2 mm; times fps² = 100
+    np.testing.assert_allclose(err[2:5, 1], [200.0, 400.0, 200.0])
+    assert np.isnan(err[[0, 5]]).all() and np.allclose(err[1:-1, 0], 0.0)
+    jitter[2, 0] = np.nan                             # a missing frame spoils its neighbours
+    err = metrics.acceleration_errors(jitter, truth, 10.0)
+    assert np.isnan(err[1:4, 0]).all() and np.isfinite(err[4, 0])

@@ -5,6 +5,12 @@
 is the only one offered. Video mode (``static_image_mode=False``) tracks the person between frames
 and smooths the landmarks. One person per frame; a frame where MediaPipe finds nobody is NaN.
 
+MediaPipe's landmark smoothing filters run in real time (cutoffs in Hz), but the ``solutions``
+API stamps every frame 1/30 s after the previous one, whatever the video's rate; frames are
+stamped here at the video's own rate instead (:func:`_process_at`). Measured on the synthetic
+library (bench/accuracy.py): at 8 fps the 2D error fell from 5.0 to 4.5 px and the PA-MPJPE from
+48.8 to 48.0 mm; at 16 fps 4.7 -> 4.6 px, PA-MPJPE unchanged; at 30 fps nothing changes.
+
 The mapping onto SMPL-24 and whole-body-134 is in ``mediapipe_mapping``.
 """
 
@@ -31,6 +37,7 @@ log = logging.getLogger(__name__)
 MODEL_COMPLEXITY = 1             # the only Holistic model bundled in mediapipe 0.10.21
 MIN_DETECTION_CONFIDENCE = 0.5   # MediaPipe's defaults
 MIN_TRACKING_CONFIDENCE = 0.5
+SOLUTION_FRAME_STEP_US = 33333   # what mediapipe.solutions adds to its clock per process() call
 
 
 def _import_mediapipe():
@@ -93,6 +100,7 @@ class MediaPipeHolisticEstimator(Estimator):
         height, width = (int(v) for v in size)
         K = intrinsics_from_fov(height, width) if K is None else np.asarray(K, dtype=np.float64)
         graph = self._fresh_graph()
+        step_us = max(1, round(1e6 / float(fps)))
         poses = []
         progress(ESTIMATE_STAGE, 0, total or 0)
         for frame in frames:
@@ -100,10 +108,10 @@ class MediaPipeHolisticEstimator(Estimator):
                 raise EstimatorError(f"frame {len(poses)} is {frame.shape} {frame.dtype}, "
                                      f"expected ({height}, {width}, 3) uint8 RGB")
             if poses:
-                result = graph.process(frame)
+                result = _process_at(graph, frame, step_us)
             else:  # the graph's calculators start on the first frame and chatter on stderr
                 with _native_stderr_silenced():
-                    result = graph.process(frame)
+                    result = _process_at(graph, frame, step_us)
             landmarks = landmarks_from_result(result, (height, width))
             poses.append(None if landmarks is None else map_frame(landmarks, K))
             # total 0 = unknown (a frame count estimated from the duration may run short)
@@ -118,6 +126,20 @@ class MediaPipeHolisticEstimator(Estimator):
             self._graph.close()
             self._graph = None
         self._closed = True
+
+
+def _process_at(graph, frame: np.ndarray, step_us: int):
+    """``graph.process(frame)`` stamped ``step_us`` microseconds after the previous frame.
+
+    ``SolutionBase.process`` adds 33333 µs to its private clock ``_simulated_timestamp`` before
+    stamping the frame; moving that clock first makes the stamp land ``step_us`` after the last
+    one (still strictly increasing, across ``reset()`` too). Without that attribute (another
+    MediaPipe release) frames keep MediaPipe's own 30 fps clock.
+    """
+    clock = getattr(graph, "_simulated_timestamp", None)
+    if isinstance(clock, int):
+        graph._simulated_timestamp = clock + step_us - SOLUTION_FRAME_STEP_US
+    return graph.process(frame)
 
 
 @contextlib.contextmanager

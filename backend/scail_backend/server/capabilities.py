@@ -26,6 +26,7 @@ def detect() -> dict:
         "extract": _has_module("scail_backend.pipeline"),
         "render": _has_module("scail_backend.render.pipeline"),
         "align": False,
+        "smoothing": _has_module("scail_backend.smoothing"),
     }
 
 

@@ -105,6 +105,10 @@ def add_client_arguments(p) -> None:
     video_opts.add_argument("--resolution", type=int, nargs=2, default=None,
                             metavar=("H", "W"), help="working size for landscape input "
                                                      "(default: the server's, 512 896)")
+    video_opts.add_argument("--smooth", nargs="?", const="default", default=None,
+                            metavar="STRENGTH",
+                            help="temporal smoothing: light, medium, strong or a number in "
+                                 "(0, 1]; alone = the server's default (default: off)")
     wait_opts = argparse.ArgumentParser(add_help=False)
     wait_opts.add_argument("--no-wait", action="store_true",
                            help="print the job id and return at once")
@@ -170,10 +174,22 @@ def _submit(c: BackendClient, args, progress) -> str:
         video_spec = {"upload": c.upload(video, progress=progress), "name": video.name}
     else:
         video_spec = {"path": str(video.resolve())}
-    body = {"video": video_spec, "estimator": args.estimator, "resolution": args.resolution}
+    body = {"video": video_spec, "estimator": args.estimator, "resolution": args.resolution,
+            "smoothing": _smoothing_value(args.smooth)}
     if action == "extract":
         return c.submit(M.EXTRACT, dict(body, out=args.server_out))
     return c.submit(M.RUN, dict(body, out_dir=args.server_out_dir))
+
+
+def _smoothing_value(text):
+    """The ``smoothing`` field for ``--smooth TEXT``: a number when it reads as one (the wire
+    takes names or numbers; the server checks either)."""
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _save(c: BackendClient, result: JobResult, action: str, output, progress) -> dict:

@@ -56,19 +56,38 @@ def _estimator(msg: Message) -> str:
     return name
 
 
+def _smoothing(msg: Message):
+    """``smoothing``: absent/null = off, else a strength name or a number in [0, 1] (0 = off);
+    returns the strength as a number in (0, 1], or None."""
+    from ..smoothing import parse_strength, strength_choices
+
+    value = get_field(msg.body, "smoothing", (str, int, float), msg.type, default=None)
+    try:
+        return parse_strength(value)
+    except ValueError:
+        raise ProtocolError(f"{msg.type}: 'smoothing' must be {strength_choices()}, "
+                            f"got {value!r:.40}") from None
+
+
+def _options(msg: Message) -> dict:
+    """The options extract and run share."""
+    return {"estimator": _estimator(msg), "resolution": get_resolution(msg.body, msg.type),
+            "smoothing": _smoothing(msg)}
+
+
 def _out_file(msg: Message, sub: Submission, name: str = "out"):
     text = get_field(msg.body, name, str, msg.type, default=None)
     return None if text is None else str(sub.roots.output_file(text, name))
 
 
 def parse_extract(msg: Message, sub: Submission) -> tuple:
-    options = {"estimator": _estimator(msg), "resolution": get_resolution(msg.body, msg.type)}
+    options = _options(msg)
     video, pins = _video(msg, sub)
     return dict(options, video=video, out=_out_file(msg, sub)), pins
 
 
 def parse_run(msg: Message, sub: Submission) -> tuple:
-    options = {"estimator": _estimator(msg), "resolution": get_resolution(msg.body, msg.type)}
+    options = _options(msg)
     out_dir = get_field(msg.body, "out_dir", str, msg.type, default=None)
     video, pins = _video(msg, sub)
     out_dir = None if out_dir is None else str(sub.roots.output_dir(out_dir))

@@ -136,6 +136,8 @@ def _extract_sequence(params: dict, ctx: TaskContext) -> PoseSequence:
     options = {"estimator": params.get("estimator") or "auto", "progress": ctx.progress}
     if params.get("resolution") is not None:
         options["resolution"] = params["resolution"]
+    if params.get("smoothing") is not None:
+        options["smoothing"] = params["smoothing"]
     return extract_video(params["video"], **options)
 
 

@@ -128,3 +128,28 @@ def left_right_swapped(pred_px: np.ndarray, truth_px: np.ndarray, left: int, rig
     judged = np.isfinite(truth_dx) & np.isfinite(pred_dx) & (np.abs(truth_dx) >= min_separation_px)
     swapped = (np.sign(truth_dx) != np.sign(pred_dx)).astype(np.float64)
     return np.where(judged, swapped, np.nan)
+
+
+def acceleration_errors(pred: np.ndarray, truth: np.ndarray, fps: float) -> np.ndarray:
+    """(T, J) per-joint acceleration errors: how much an estimate jitters beyond the truth.
+
+    The acceleration of a trajectory is its second difference times fps²; the error is the
+    distance between the estimate's and the truth's acceleration vectors (video pose papers'
+    "acceleration error"). A clean, lag-free estimate scores near 0 however far off it is by a
+    constant offset; frame-to-frame jitter scores high.
+
+    Args:
+        pred, truth: (T, J, D) trajectories (mm or px); NaN = missing.
+        fps: frames per second.
+
+    Returns:
+        (T, J) float64 in the input unit per s²; NaN at the first and last frame and wherever
+        one of the three frames involved is missing on either side.
+    """
+    pred, truth = _check_pair(pred, truth, np.shape(pred)[-1])
+    out = np.full(pred.shape[:-1], np.nan)
+    if len(pred) >= 3:
+        def accel(x):
+            return (x[2:] - 2.0 * x[1:-1] + x[:-2]) * float(fps) ** 2
+        out[1:-1] = joint_errors(accel(pred), accel(truth))
+    return out
