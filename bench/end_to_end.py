@@ -92,7 +92,7 @@ def end_to_end(folder: Path, arch: str, repeat: int):
 
 def stages(video: Path, seq, arch: str) -> None:
     from scail_backend.estimators.mediapipe_holistic import MediaPipeHolisticEstimator
-    from scail_backend.pipeline import _render_video, extract_video
+    from scail_backend.pipeline import extract_video
     from scail_backend.render.pipeline import iter_rendered_frames, render_sequence
     from scail_backend.video.reader import open_video
     from scail_backend.video.writer import Mp4Writer
@@ -121,8 +121,6 @@ def stages(video: Path, seq, arch: str) -> None:
         print(f"encode alone (x264):     {_rate(n, seconds)}")
         del rendered
         _, seconds = _timed(render_sequence, seq, Path(tmp) / "s.mp4", arch=arch)
-        print(f"render -> encode serial: {_rate(n, seconds)}")
-        _, seconds = _timed(_render_video, seq, Path(tmp) / "t.mp4", arch, lambda *a: None)
         print(f"render || encode:        {_rate(n, seconds)}")
 
 

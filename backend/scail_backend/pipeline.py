@@ -6,9 +6,9 @@ Threads, for speed on two cores (measured in ``bench/end_to_end.py``):
 * extract: a background thread decodes and resizes (``video.reader``) into a small bounded queue
   while the estimator runs on the calling thread; memory stays bounded whatever the length.
 * run: the renderer's one-off start-up (taichi initialisation and kernel compilation) runs in a
-  background thread during estimation; then a background thread renders frames into a bounded
-  queue while the calling thread encodes them. Rendering cannot start before estimation ends:
-  its depth shading is normalised over the whole clip (reference §6.3, §14 item 13).
+  background thread during estimation; then ``render.pipeline.render_sequence`` renders in a
+  background thread while the calling thread encodes. Rendering cannot start before estimation
+  ends: its depth shading is normalised over the whole clip (reference §6.3, §14 item 13).
 
 Progress callbacks are only ever called on the calling thread (stages "decode", "estimate",
 "render"), so a callback may raise Cancelled; every thread is stopped and every temporary file
@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import queue
 import tempfile
 import threading
 import time
@@ -35,8 +34,10 @@ from scail_protocol.camera import intrinsics_from_fov
 from scail_protocol.errors import RenderError, VideoError
 from scail_protocol.sequence import PoseSequence
 
+from .background import Background
 from .estimators.base import AUTO, Estimator, resolve
 from .progress import ProgressFn, no_progress
+from .render.pipeline import render_sequence
 from .video.reader import open_video
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ DECODE_STAGE = "decode"
 ESTIMATE_STAGE = "estimate"
 PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB each at 896x512);
                              # decoding runs ahead while the estimator loads its models
-RENDER_QUEUE_FRAMES = 8      # rendered RGBA frames waiting for the encoder (~1.8 MB each)
 HASH_CHUNK_BYTES = 1 << 20
 DRIVING_VIDEO = "driving.mp4"   # reference §1.1
 # reference §1.1 tries the first three; SCAIL itself also reads ref.png (§14 item 19)
@@ -141,7 +141,7 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
             est = owned
         if on_open is not None:  # the input is readable and the estimator exists
             on_open(source)
-        with _Background(source, name="scail-decode") as frames:
+        with Background(source, depth=PREFETCH_FRAMES, name="scail-decode") as frames:
             total = source.num_frames or 0
 
             def report(stage, done, stage_total):
@@ -261,7 +261,7 @@ def _write_outputs(folder: Path, sequence: PoseSequence, arch: str, progress):
     temps = []
     try:
         temps.append(_temp_path(folder, RENDERED_FILE))
-        report = _render_video(sequence, temps[-1], arch, progress or no_progress)
+        report = render_sequence(sequence, temps[-1], arch=arch, progress=progress)
         temps.append(_temp_path(folder, POSES_FILE))
         sequence.save(temps[-1])
         for temp in temps:  # temporary files are private (0600); outputs follow the umask
@@ -274,34 +274,6 @@ def _write_outputs(folder: Path, sequence: PoseSequence, arch: str, progress):
         for temp in temps:
             Path(temp).unlink(missing_ok=True)
     return poses, video, dataclasses.replace(report, path=video)
-
-
-def _render_video(seq: PoseSequence, path: Path, arch: str, progress):
-    """``render.pipeline.render_sequence`` with rendering and encoding in two threads.
-
-    The renderer's frames come from a background thread while this thread encodes (libx264)
-    and reports progress; on two cores this overlaps the two halves of the work.
-    """
-    from .render.pipeline import (STAGE, RenderReport, check_render_size, get_renderer,
-                                  iter_rendered_frames)
-    from .video.writer import DEFAULT_FPS, Mp4Writer
-
-    if seq.num_frames == 0:
-        raise RenderError("the sequence has no frames; nothing to render")
-    size = check_render_size(seq.size)
-    began = time.perf_counter()
-    progress(STAGE, 0, seq.num_frames)
-    frames = iter_rendered_frames(seq, arch=arch)
-    with _Background(frames, depth=RENDER_QUEUE_FRAMES, name="scail-render") as rendered, \
-            Mp4Writer(path, size, fps=DEFAULT_FPS) as writer:
-        for done, frame in enumerate(rendered, start=1):
-            writer.write(frame)
-            progress(STAGE, done, seq.num_frames)
-    seconds = time.perf_counter() - began
-    log.info("rendered and encoded %d frames in %.1f s (%.1f frames/s)", seq.num_frames,
-             seconds, seq.num_frames / max(seconds, 1e-9))
-    return RenderReport(path=Path(path), frames=seq.num_frames, fps=DEFAULT_FPS, size=size,
-                        arch=get_renderer(size, arch).arch, seconds=seconds)
 
 
 def output_file_mode() -> int:
@@ -325,63 +297,6 @@ def _temp_path(folder: Path, name: str) -> Path:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-class _Background:
-    """Iterate ``items`` in a background thread into a bounded queue; iterate the results here.
-
-    ``produced`` counts items produced so far. Errors of the background thread are raised in the
-    iterating thread; leaving the ``with`` block stops the thread.
-    """
-
-    _DONE = object()
-
-    def __init__(self, items, depth: int = PREFETCH_FRAMES, name: str = "scail-background"):
-        self._items = items
-        self.produced = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        while self._thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                self._thread.join(timeout=0.05)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self) -> None:
-        try:
-            for item in self._items:
-                self.produced += 1
-                if not self._put(item):
-                    return
-            self._put(self._DONE)
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._put(e)
-
-    def __iter__(self) -> Iterator:
-        while True:
-            item = self._queue.get()
-            if item is self._DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
 
 class _RendererWarmup:
     """Initialise taichi and compile the capsule kernel in the background (one empty frame)."""

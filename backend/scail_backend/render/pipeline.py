@@ -22,6 +22,7 @@ from scail_protocol.errors import RenderError
 from scail_protocol.overlay import overlay_pixels
 from scail_protocol.sequence import PoseSequence
 
+from ..background import Background
 from ..progress import no_progress
 from .capsule_renderer import DEFAULT_BATCH_FRAMES, CapsuleRenderer
 from .taichi_runtime import generation
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 MIN_SIDE_PX = 16     # ours: smaller frames are rejected as absurd
 MAX_SIDE_PX = 8192   # ours: larger frames are rejected as absurd (H.264 level limits, memory)
 STAGE = "render"     # progress stage name
+ENCODE_QUEUE_FRAMES = 8  # rendered RGBA frames waiting for the encoder (~1.8 MB each at 896x512)
 _RENDERERS = {}      # (H, W, arch request, taichi generation) -> CapsuleRenderer
 
 
@@ -164,15 +166,23 @@ def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str =
     if seq.num_frames == 0:
         raise RenderError("the sequence has no frames; nothing to render")
     size = check_render_size(seq.size)
+    progress = progress or no_progress
     began = time.perf_counter()
+    progress(STAGE, 0, seq.num_frames)
     with ExitStack() as stack:
-        # PNGs first: the video is finalised before them, and its failure still discards them.
+        # Frames are rendered in a background thread while this thread encodes them (two cores
+        # overlap the halves of the work); progress stays on this thread, so it may cancel.
+        rendered = stack.enter_context(Background(
+            iter_rendered_frames(seq, arch=arch, overlay=overlay), depth=ENCODE_QUEUE_FRAMES,
+            name="scail-render"))
+        # PNGs before the video: the video is finalised first, and its failure discards them.
         pngs = stack.enter_context(PngFrameWriter(frames_dir)) if frames_dir else None
         video = stack.enter_context(Mp4Writer(out_path, size, fps=DEFAULT_FPS))
-        for frame in iter_rendered_frames(seq, arch=arch, overlay=overlay, progress=progress):
+        for done, frame in enumerate(rendered, start=1):
             video.write(frame)
             if pngs is not None:
                 pngs.write(frame)
+            progress(STAGE, done, seq.num_frames)
     seconds = time.perf_counter() - began
     arch_used = get_renderer(size, arch).arch
     log.info("rendered %d frames in %.1f s (%.1f frames/s)", seq.num_frames, seconds,
