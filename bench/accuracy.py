@@ -16,6 +16,14 @@ all clips:
 * Accel: mean acceleration error (m/s²) of the camera-frame joints, i.e. jitter beyond the
   truth's own motion (``synth.metrics.acceleration_errors``).
 
+With ``--bodies`` the clips are rendered for several body types of ``synth.bodies`` (child-like,
+short and heavy, tall and slim, long-legged, average) and a pooled row per body type follows;
+body types outside ``--tuned`` (default: average and child, the ones the CPU default's mapping and
+the whole-take fit were tuned on) are marked "held-out".
+
+With ``--fit`` each estimate is also refined by the whole-take fit (``scail_backend.take_fit``,
+as ``extract --fit``) and scored beside the raw (the table's right-hand columns).
+
 With ``--smooth [STRENGTH]`` each estimate is also temporally smoothed
 (``scail_backend.smoothing``, as ``extract --smooth``) and the table shows raw and smoothed
 figures side by side (the smoothing reuses the raw estimate, so it costs little).
@@ -26,6 +34,8 @@ All 24 SMPL joints are scored. Frames without a detection count against "detecte
     python bench/accuracy.py --cache /tmp/s --motions wave,squat --cameras front --frames 24
     python bench/accuracy.py --cache /tmp/s --json results.json
     python bench/accuracy.py --cache /tmp/s --smooth                # raw vs medium smoothing
+    python bench/accuracy.py --cache /tmp/s --bodies all --motions wave,walk \
+        --cameras front,three_quarter --frames 48 --fit              # body types, raw vs fit
 
 Rendering runs at ~0.25-0.5 s/frame here (2 cores); cached clips are reused when their motion,
 camera, size, fps and frame count match.
@@ -47,19 +57,22 @@ MM_PER_M = 1000.0
 GROUPS = ("torso", "head", "arms", "legs")
 
 
-def _clip(cache: Path, motion: str, camera: str, frames, size, fps) -> Path:
+def _clip(cache: Path, motion: str, camera: str, frames, size, fps, body="average") -> Path:
     """The cached clip folder, rendering it when missing or stale."""
     from scail_backend.synth import make_clip
     from scail_protocol.sequence import PoseSequence
 
-    folder = cache / f"{motion}_{camera}_{size[0]}x{size[1]}_{fps:g}fps_{frames or 'full'}"
+    prefix = "" if body == "average" else f"{body}_"
+    folder = cache / f"{prefix}{motion}_{camera}_{size[0]}x{size[1]}_{fps:g}fps_{frames or 'full'}"
     truth_path = folder / "truth.npz"
     if truth_path.is_file() and (folder / "driving.mp4").is_file():
         truth = PoseSequence.load(truth_path)
-        if truth.meta.get("motion") == motion and truth.meta.get("camera") == camera:
+        if (truth.meta.get("motion") == motion and truth.meta.get("camera") == camera
+                and truth.meta.get("body", "average") == body):
             return folder
     started = time.monotonic()
-    clip = make_clip(folder, motion=motion, camera=camera, num_frames=frames, size=size, fps=fps)
+    clip = make_clip(folder, motion=motion, camera=camera, num_frames=frames, size=size, fps=fps,
+                     body=body)
     logging.info("rendered %s/%s: %d frames in %.1f s", motion, camera, clip.frames,
                  time.monotonic() - started)
     return folder
@@ -136,7 +149,7 @@ def _print_table(rows: list, pck_mm, pck_px) -> None:
     head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
             f"{'L/R sw%':>7} {'Accel':>6}")
     if smoothed:
-        head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6}  (smoothed)"
+        head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6}  (smoothed or fitted)"
     print(head)
     print("-" * len(head))
     for name, s, sm in rows:
@@ -174,6 +187,12 @@ def main(argv=None) -> int:
     parser.add_argument("--pck-mm", type=float, nargs="+", default=(50.0, 100.0))
     parser.add_argument("--pck-px", type=float, nargs="+", default=(10.0, 20.0))
     parser.add_argument("--json", type=Path, help="also write the summaries here")
+    parser.add_argument("--bodies", default="average",
+                        help="comma-separated body types, or 'all' (default: average)")
+    parser.add_argument("--tuned", default="average,child",
+                        help="body types used for tuning; the others are reported as held-out")
+    parser.add_argument("--fit", action="store_true",
+                        help="also score the estimates refined by the whole-take fit")
     parser.add_argument("--smooth", nargs="?", const="default", default=None, metavar="STRENGTH",
                         help="also score the estimates smoothed at STRENGTH (light, medium, "
                              "strong or a number in (0, 1]; alone: the default) beside the raw")
@@ -189,43 +208,67 @@ def main(argv=None) -> int:
         return 2
     from scail_backend.smoothing import parse_strength, smooth_sequence
     from scail_backend.synth import MOTIONS
+    from scail_backend.synth.bodies import BODIES, get_body
+    from scail_backend.take_fit import fit_sequence
     from scail_protocol.sequence import PoseSequence
 
     try:
         strength = parse_strength(args.smooth)
     except ValueError as e:
         parser.error(str(e))
+    if args.fit and strength is not None:
+        parser.error("--fit and --smooth are each compared with the raw estimate: choose one")
+    bodies = list(BODIES) if args.bodies == "all" else args.bodies.split(",")
+    try:
+        for body in bodies:
+            get_body(body)
+    except Exception as e:
+        parser.error(str(e))
+    tuned = set(args.tuned.split(","))
 
     motions = args.motions.split(",") if args.motions else list(MOTIONS)
     cameras = args.cameras.split(",")
     args.cache.mkdir(parents=True, exist_ok=True)
-    rows, all_errors, all_smoothed, by_motion = [], [], [], {}
-    for motion in motions:
-        for camera in cameras:
-            folder = _clip(args.cache, motion, camera, args.frames, tuple(args.resolution),
-                           args.fps)
-            truth = PoseSequence.load(folder / "truth.npz")
-            started = time.monotonic()
-            pred = extract_video(folder / "driving.mp4", estimator=args.estimator,
-                                 resolution=tuple(args.resolution))
-            logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
-                         time.monotonic() - started)
-            errors = score_clip(pred, truth)
-            smoothed = None if strength is None else score_clip(
-                smooth_sequence(pred, strength=strength), truth)
-            all_errors.append(errors)
-            all_smoothed.append(smoothed)
-            by_motion.setdefault(motion, []).append((errors, smoothed))
-            rows.append((f"{motion}/{camera}", summarise(errors, args.pck_mm, args.pck_px),
-                         None if smoothed is None else
-                         summarise(smoothed, args.pck_mm, args.pck_px)))
+    rows, all_errors, all_smoothed, by_motion, by_body = [], [], [], {}, {}
+    fit_seconds = 0.0
+    for body, motion, camera in ((b, m, c) for b in bodies for m in motions for c in cameras):
+        folder = _clip(args.cache, motion, camera, args.frames, tuple(args.resolution),
+                       args.fps, body)
+        truth = PoseSequence.load(folder / "truth.npz")
+        started = time.monotonic()
+        pred = extract_video(folder / "driving.mp4", estimator=args.estimator,
+                             resolution=tuple(args.resolution))
+        logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
+                     time.monotonic() - started)
+        errors = score_clip(pred, truth)
+        smoothed = None
+        if strength is not None:
+            smoothed = score_clip(smooth_sequence(pred, strength=strength), truth)
+        elif args.fit:
+            started = time.perf_counter()
+            fitted = fit_sequence(pred)
+            fit_seconds += time.perf_counter() - started
+            smoothed = score_clip(fitted, truth)
+        all_errors.append(errors)
+        all_smoothed.append(smoothed)
+        by_motion.setdefault(motion, []).append((errors, smoothed))
+        by_body.setdefault(body, []).append((errors, smoothed))
+        label = f"{motion}/{camera}" if len(bodies) == 1 else f"{body}/{motion}/{camera}"
+        rows.append((label, summarise(errors, args.pck_mm, args.pck_px),
+                     None if smoothed is None else
+                     summarise(smoothed, args.pck_mm, args.pck_px)))
     if len(cameras) > 1:  # each motion over its cameras
         for motion, pairs in by_motion.items():
             rows.append((f"{motion}/*", *_summarise_pool(pairs, args)))
+    if len(bodies) > 1:   # each body type over its clips
+        for body, pairs in by_body.items():
+            mark = "" if body in tuned else " (held-out)"
+            rows.append((f"{body}{mark}", *_summarise_pool(pairs, args)))
     rows.append(("ALL", *_summarise_pool(list(zip(all_errors, all_smoothed)), args)))
     print(f"estimator: {args.estimator}; {len(all_errors)} clips; {args.resolution[0]}x"
           f"{args.resolution[1]} at {args.fps:g} fps"
-          + ("" if strength is None else f"; smoothing strength {strength:g}"))
+          + ("" if strength is None else f"; smoothing strength {strength:g}")
+          + (f"; whole-take fit {fit_seconds:.2f} s in all" if args.fit else ""))
     _print_table(rows, args.pck_mm, args.pck_px)
     if args.json:
         args.json.write_text(json.dumps(

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from scail_protocol import PoseSequence
+from scail_protocol import conversation
 from scail_protocol import messages as M
 from scail_protocol.client import BackendClient
 
-RENDER_SIZE = (512, 896)  # reference §1.2 working size (H, W)
+RENDER_SIZE = (512, 896)  # docs/pipeline.md §1.2 working size (H, W)
 
 
 def start_server(tmp: Path):
@@ -77,8 +78,7 @@ def bench_render(client: BackendClient, n: int, tmp: Path) -> None:
     job_times, with_download = [], []
     for i in range(n + 1):
         began = time.perf_counter()
-        job_id = client.render(seq)
-        client.wait(job_id)
+        job_id = client.converse(conversation.render(seq)).job_id
         done = time.perf_counter()
         client.download_video(job_id, tmp / "one_frame.mp4")
         job_times.append(done - began)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
+from scail_protocol import blender_rig
 from scail_protocol import camera as C
 from scail_protocol.errors import SequenceError
 
@@ -185,52 +186,14 @@ def build_armature(name: str, collection, heads: np.ndarray, tails: np.ndarray, 
     Returns:
         The armature object (object mode, rotation mode quaternion on every pose bone).
     """
-    data = bpy.data.armatures.new(name)
-    data.display_type = "STICK"
-    obj = bpy.data.objects.new(name, data)
+    names = rigmath.bone_names()
+    connected = {j for j, parent in enumerate(rigmath.PARENTS)
+                 if connect and parent >= 0 and rigmath.axis_child(parent) == j}
+    obj = blender_rig.build_armature(name, collection, heads, tails, names, rigmath.PARENTS,
+                                     connected=connected)
+    obj.data.display_type = "STICK"
     obj.show_in_front = True
-    collection.objects.link(obj)
-    try:
-        with _edit_mode(obj):
-            names = rigmath.bone_names()
-            bones = []
-            for j, bone_name in enumerate(names):
-                bone = data.edit_bones.new(bone_name)
-                bone.head, bone.tail, bone.roll = heads[j], tails[j], 0.0
-                bones.append(bone)
-            for j, parent in enumerate(rigmath.PARENTS):
-                if parent >= 0:
-                    bones[j].parent = bones[parent]
-                    bones[j].use_connect = connect and rigmath.axis_child(parent) == j
-        for pose_bone in obj.pose.bones:
-            pose_bone.rotation_mode = "QUATERNION"
-    except BaseException:
-        remove_armature(obj)
-        raise
     return obj
-
-
-class _edit_mode:
-    """Context manager: make ``obj`` active and enter edit mode; back to object mode on exit."""
-
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __enter__(self):
-        view_layer = bpy.context.view_layer
-        if bpy.context.mode != "OBJECT":
-            bpy.ops.object.mode_set(mode="OBJECT")
-        self.previous = view_layer.objects.active
-        view_layer.objects.active = self.obj
-        bpy.ops.object.mode_set(mode="EDIT")
-        return self.obj
-
-    def __exit__(self, *exc):
-        bpy.ops.object.mode_set(mode="OBJECT")
-        view_layer = bpy.context.view_layer
-        if self.previous is not None and self.previous.name in view_layer.objects:
-            view_layer.objects.active = self.previous
-        return False
 
 
 def rest_matrices(obj) -> np.ndarray:

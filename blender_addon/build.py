@@ -1,20 +1,27 @@
-"""Build the installable extension zip of the SCAIL Blender add-on.
+"""Build the installable extension zips of the SCAIL Blender add-on, one per Blender Python.
 
     python blender_addon/build.py [--out DIR] [--offline]
 
+Blender 4.2 LTS – 5.0 embed CPython 3.11 and Blender 5.1 – 5.3 embed CPython 3.13, and an
+extension's compiled wheels must match the Python it runs on (a zip holding both cp311 and abi3
+pyzmq wheels does not work on 3.13: Blender picks the cp311 one). So one invocation makes one zip
+per entry of :data:`BUILDS`, each with its own ``blender_version_min`` / ``blender_version_max``
+(Blender refuses a zip outside that range with its own message) and only its Python's wheels:
+
 1. checks ``blender_manifest.toml`` against the rules ``blender --command extension validate``
-   applies (see :func:`validate_manifest`);
+   applies (see :func:`validate_manifest`); its ``wheels`` list every wheel of every build;
 2. downloads the pyzmq wheels the manifest lists into ``blender_addon/wheels/`` with
-   ``pip download pyzmq==V --only-binary=:all: --python-version 3.11 --platform TAG --no-deps``
+   ``pip download pyzmq==V --only-binary=:all: --python-version PY --platform TAG --no-deps``
    (skipped when the file is already there; ``--offline`` never downloads);
 3. builds the pure-Python ``scail_protocol`` wheel from ``protocol/scail_protocol`` with zipfile
    (the repository has one pyproject.toml for both packages, so no second build project is
    needed: a pure-Python wheel is a zip with a dist-info folder);
-4. zips the extension as ``DIR/scail_pose_studio-<version>.zip`` (default DIR: ``<repo>/dist``).
+4. zips the extension per build as ``DIR/scail_pose_studio-<version>-blender-<range>.zip``
+   (default DIR: ``<repo>/dist``) with a manifest naming that build's range and wheels.
 
-Where a Blender binary exists, check the result with
-``blender --command extension validate dist/scail_pose_studio-<version>.zip`` and install it with
-``blender --command extension install-file -r user_default dist/scail_pose_studio-<version>.zip``.
+Where a Blender binary exists, check a result with
+``blender --command extension validate dist/scail_pose_studio-<version>-blender-4.2-5.0.zip`` and
+install it with ``blender --command extension install-file -r user_default -e <zip>``.
 Needs Python 3.11+ (tomllib) and nothing else; it never imports bpy or the add-on.
 """
 
@@ -29,13 +36,39 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 ADDON_DIR = Path(__file__).resolve().parent
 REPO = ADDON_DIR.parent
 PROTOCOL_DIR = REPO / "protocol" / "scail_protocol"
 MANIFEST = ADDON_DIR / "blender_manifest.toml"
-WHEEL_PYTHON = "3.11"  # Blender 4.2 LTS - 5.0 embed CPython 3.11
+
+
+@dataclass(frozen=True)
+class PythonBuild:
+    """One zip: the Blender releases sharing one embedded Python, and the wheel tags it loads.
+
+    ``blender_max`` is exclusive, as in Blender's manifest (``"5.1.0"``: up to 5.0.x).
+    """
+
+    python: str          # CPython version of these Blender releases (pip --python-version)
+    wheel_tags: tuple    # "<python tag>-<abi tag>" of the binary wheels this Python loads
+    blender_min: str
+    blender_max: str
+
+    @property
+    def label(self) -> str:
+        """Blender range for file names and messages, e.g. ``4.2-5.0``."""
+        major, minor, _ = (int(p) for p in self.blender_max.split("."))
+        last = f"{major}.{minor - 1}" if minor else f"{major - 1}.x"
+        return f"{self.blender_min.rsplit('.', 1)[0]}-{last}"
+
+
+BUILDS = (
+    PythonBuild("3.11", ("cp311-cp311",), "4.2.0", "5.1.0"),    # Blender 4.2 LTS - 5.0
+    PythonBuild("3.13", ("cp313-cp313", "cp312-abi3"), "5.1.0", "5.4.0"),  # Blender 5.1 - 5.3
+)
 
 # Rules of Blender's own manifest validation (scripts/addons_core/bl_pkg/cli/blender_ext.py).
 TERSE_MAX_CHARS = 64  # tagline and permission reasons
@@ -68,6 +101,14 @@ def validate_manifest(manifest: dict) -> list:
         problems.append(f"blender_version_min {version_min!r} must be three numbers X.Y.Z")
     elif tuple(int(p) for p in parts) < (4, 2, 0):
         problems.append(f"blender_version_min {version_min!r}: extensions need Blender 4.2.0+")
+    elif "blender_version_max" in manifest:
+        version_max = str(manifest["blender_version_max"]).split(".")
+        if len(version_max) != 3 or not all(p.isdigit() for p in version_max):
+            problems.append(f"blender_version_max {manifest['blender_version_max']!r} must be "
+                            f"three numbers X.Y.Z")
+        elif tuple(map(int, version_max)) <= tuple(map(int, parts)):
+            problems.append(f"blender_version_max {manifest['blender_version_max']!r} must be "
+                            f"above blender_version_min {version_min!r}")
     if manifest.get("type") != "add-on":
         problems.append(f"type must be 'add-on', got {manifest.get('type')!r}")
     licenses = manifest.get("license")
@@ -156,10 +197,41 @@ def _urlsafe_digest(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def fetch_wheels(manifest: dict, wheels_dir: Path, *, offline: bool = False) -> list:
-    """Make every wheel the manifest lists exist in ``wheels_dir``; returns their paths."""
-    paths = []
+def wheel_tag(wheel_name: str) -> str:
+    """The ``<python tag>-<abi tag>`` of a wheel file name, e.g. ``cp311-cp311``, ``py3-none``."""
+    return "-".join(Path(wheel_name).name[:-len(".whl")].split("-")[-3:-1])
+
+
+def wheels_for(manifest: dict, build: PythonBuild) -> list:
+    """The manifest's wheel entries one build ships: pure-Python ones and its Python's binaries.
+
+    Raises:
+        BuildError: a binary wheel in the manifest belongs to no build.
+    """
+    entries = []
     for entry in manifest.get("wheels", ()):
+        tag = wheel_tag(entry)
+        if tag.endswith("-none"):
+            entries.append(entry)
+        elif tag in build.wheel_tags:
+            entries.append(entry)
+        elif not any(tag in b.wheel_tags for b in BUILDS):
+            raise BuildError(f"the manifest lists {Path(entry).name}, which no build in build.py "
+                             f"loads (tags {[t for b in BUILDS for t in b.wheel_tags]})")
+    return entries
+
+
+def fetch_wheels(entries, wheels_dir: Path, python: str, *, offline: bool = False) -> list:
+    """Make every listed wheel exist in ``wheels_dir``; returns their paths.
+
+    Args:
+        entries: manifest wheel entries (``./wheels/<file>.whl``).
+        wheels_dir: where wheels are cached.
+        python: the CPython version to download binary wheels for (``"3.11"``).
+        offline: never download; a missing wheel is an error.
+    """
+    paths = []
+    for entry in entries:
         name = Path(entry).name
         path = wheels_dir / name
         paths.append(path)
@@ -174,22 +246,36 @@ def fetch_wheels(manifest: dict, wheels_dir: Path, *, offline: bool = False) -> 
             continue
         if offline:
             raise BuildError(f"{path} is missing and --offline forbids downloading it")
-        _pip_download(name, wheels_dir)
+        _pip_download(name, wheels_dir, python)
         if not path.is_file():
             raise BuildError(f"pip did not produce {name}; is the version in the manifest on PyPI?")
     return paths
 
 
-def _pip_download(wheel_name: str, wheels_dir: Path) -> None:
+def _pip_download(wheel_name: str, wheels_dir: Path, python: str) -> None:
     """``pip download`` one binary wheel named in the manifest (project, version, platform)."""
     project, version = wheel_name.split("-")[:2]
     platform = wheel_name[:-len(".whl")].split("-")[-1].split(".")[0]
     command = [sys.executable, "-m", "pip", "download", f"{project}=={version}",
-               "--only-binary=:all:", "--python-version", WHEEL_PYTHON, "--platform", platform,
+               "--only-binary=:all:", "--python-version", python, "--platform", platform,
                "--no-deps", "-d", str(wheels_dir)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"pip download failed for {wheel_name}:\n{result.stderr.strip()}")
+
+
+def manifest_text_for(text: str, build: PythonBuild, entries) -> str:
+    """The source manifest's text with one build's version range and wheel list."""
+    wheels = "wheels = [\n" + "".join(f'  "{e}",\n' for e in entries) + "]"
+    text, n_wheels = re.subn(r"(?ms)^wheels\s*=\s*\[.*?^\]", lambda _: wheels, text)
+    text, n_min = re.subn(r'(?m)^blender_version_min\s*=.*$',
+                          f'blender_version_min = "{build.blender_min}"', text)
+    text, n_max = re.subn(r'(?m)^blender_version_max\s*=.*$',
+                          f'blender_version_max = "{build.blender_max}"', text)
+    if not (n_wheels == n_min == n_max == 1):
+        raise BuildError("blender_manifest.toml needs one 'wheels = [...]' list and one "
+                         "blender_version_min and blender_version_max line each")
+    return text
 
 
 # --- the zip ------------------------------------------------------------------------------------
@@ -211,24 +297,40 @@ def _excluded(relative: str, patterns) -> bool:
     return False
 
 
-def build_zip(out_dir: Path, *, offline: bool = False) -> Path:
-    """Validate, fetch wheels, and write ``out_dir/<id>-<version>.zip``; returns its path."""
-    manifest = read_manifest()
+def build_zips(out_dir: Path, *, offline: bool = False) -> list:
+    """Validate, fetch wheels, and write one zip per entry of :data:`BUILDS`; returns the paths."""
+    return [build_zip(out_dir, build, offline=offline) for build in BUILDS]
+
+
+def build_zip(out_dir: Path, build: PythonBuild, *, offline: bool = False) -> Path:
+    """Write ``out_dir/<id>-<version>-blender-<range>.zip`` for one build; returns its path.
+
+    Raises:
+        BuildError: the manifest is invalid or a wheel cannot be fetched.
+    """
+    text = MANIFEST.read_text(encoding="utf-8")
+    manifest = tomllib.loads(text)
     problems = validate_manifest(manifest)
     if problems:
         raise BuildError("blender_manifest.toml is invalid:\n  " + "\n  ".join(problems))
-    wheels_dir = ADDON_DIR / "wheels"
-    wheels = fetch_wheels(manifest, wheels_dir, offline=offline)
+    entries = wheels_for(manifest, build)
+    wheels = fetch_wheels(entries, ADDON_DIR / "wheels", build.python, offline=offline)
+    built_manifest = manifest_text_for(text, build, entries)
+    problems = validate_manifest(tomllib.loads(built_manifest))
+    if problems:
+        raise BuildError(f"the manifest of the {build.label} build is invalid: {problems}")
     patterns = manifest.get("build", {}).get("paths_exclude_pattern", ())
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{manifest['id']}-{manifest['version']}.zip"
+    out = out_dir / f"{manifest['id']}-{manifest['version']}-blender-{build.label}.zip"
     tmp = out.with_suffix(".zip.part")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(ADDON_DIR.rglob("*")):
             relative = path.relative_to(ADDON_DIR).as_posix()
-            if path.is_dir() or relative.startswith("wheels/") or _excluded(relative, patterns):
+            if path.is_dir() or relative.startswith("wheels/") or _excluded(relative, patterns) \
+                    or relative == MANIFEST.name:
                 continue
             zf.write(path, relative)
+        zf.writestr(MANIFEST.name, built_manifest)
         for wheel in wheels:
             zf.write(wheel, f"wheels/{wheel.name}")
     tmp.replace(out)
@@ -236,17 +338,21 @@ def build_zip(out_dir: Path, *, offline: bool = False) -> Path:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description="Build the SCAIL Pose Studio extension zip.")
+    parser = argparse.ArgumentParser(
+        description="Build the SCAIL Pose Studio extension zips (one per Blender Python).",
+        epilog="example: python blender_addon/build.py --out dist  "
+               "# -> dist/scail_pose_studio-<version>-blender-4.2-5.0.zip and -5.1-5.3.zip")
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder")
     parser.add_argument("--offline", action="store_true",
                         help="use the wheels already in blender_addon/wheels/ only")
     args = parser.parse_args(argv)
     try:
-        out = build_zip(args.out, offline=args.offline)
+        outs = build_zips(args.out, offline=args.offline)
     except BuildError as e:
         print(f"build.py: {e}", file=sys.stderr)
         return 2
-    print(out)
+    for out in outs:
+        print(out)
     return 0
 
 

@@ -1,16 +1,21 @@
-"""Triangle meshes of the conditioning render's capsules, numpy only (no bpy).
+"""The conditioning render's capsules as rigid parts, numpy only (no bpy).
 
 A capsule of radius r around segment a-b is drawn as the union of two full spheres (at a and b)
 and an open cylinder between them: the same surface as the reference's capsule SDF (reference
-§6.3). The spheres are not rotated with the limb, so two capsules meeting at a joint have
-identically tessellated spheres there; :func:`capsule_radii` makes the earlier capsule in draw
-order very slightly larger so it wins the tie, as it does in the reference (strict "<").
+§6.3). Each part is one object instancing a shared unit mesh (:func:`unit_sphere`,
+:func:`unit_cylinder`) under a per-frame transform (:func:`part_transforms`), so a whole take
+is keyed once and rendered as one animation: nothing is rebuilt per frame.
 
-Geometry is in Blender world space, metres. Every capsule has the same topology, so a whole
-frame's mesh is rebuilt by writing new vertex positions only.
+The spheres are never rotated, so two capsules meeting at a joint have identically tessellated
+spheres there; :func:`capsule_radii` makes the earlier capsule in draw order very slightly
+larger so it wins the tie, as it does in the reference (strict "<").
+
+Geometry is in Blender world space, metres.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,11 +23,13 @@ SPHERE_SEGMENTS = 32  # around the axis: facets deviate from the sphere by r·(1
 SPHERE_RINGS = 16     # pole to pole
 CYLINDER_SEGMENTS = 32
 TIE_BREAK_MM = 0.005  # radius step per draw position: far below a pixel, far above float error
-HIDDEN_Y_M = -1000.0  # unused capsule slots are collapsed to a point behind the camera
+HIDDEN_Y_M = -1000.0  # unused capsule slots are parked this far behind the camera (looks down +Y)
+HIDDEN_LENGTH_M = 1e-6  # cylinder length of an unused slot (a zero scale has no inverse)
+PARTS = ("sphere_start", "sphere_end", "cylinder")  # the three objects of one capsule slot
 
 
-def _uv_sphere() -> tuple:
-    """Unit sphere: (V, 3) vertices and (F, 3) triangle indices (poles included)."""
+def unit_sphere() -> tuple:
+    """Unit sphere: (V, 3) float64 vertices and (F, 3) int32 triangles (poles included)."""
     theta = np.linspace(0.0, np.pi, SPHERE_RINGS + 1)[1:-1]  # ring polar angles, poles excluded
     phi = np.linspace(0.0, 2 * np.pi, SPHERE_SEGMENTS, endpoint=False)
     ring = np.stack([np.sin(theta)[:, None] * np.cos(phi), np.sin(theta)[:, None] * np.sin(phi),
@@ -40,7 +47,7 @@ def _uv_sphere() -> tuple:
     return verts, np.asarray(faces, dtype=np.int32)
 
 
-def _open_cylinder() -> tuple:
+def unit_cylinder() -> tuple:
     """Unit-radius open cylinder along +Z from z=0 to z=1: (V, 3) vertices, (F, 3) triangles."""
     phi = np.linspace(0.0, 2 * np.pi, CYLINDER_SEGMENTS, endpoint=False)
     circle = np.stack([np.cos(phi), np.sin(phi)], -1)
@@ -54,55 +61,52 @@ def _open_cylinder() -> tuple:
     return verts, np.asarray(faces, dtype=np.int32)
 
 
-class CapsuleTemplate:
-    """Topology of N capsules (two spheres + a cylinder each) and their vertex placement.
+@dataclass(frozen=True)
+class PartTransforms:
+    """Object transforms of the three parts (:data:`PARTS`) of N capsule slots over T frames.
 
     Attributes:
-        verts_per_capsule: vertices of one capsule.
-        faces: (N * F, 3) int32 triangles of all capsules (indices into the N capsules' vertices).
+        location: (T, N, 3, 3) float64, metres, Blender world (part axis second to last).
+        rotation: (T, N, 3, 4) float64 unit quaternions (w, x, y, z).
+        scale: (T, N, 3, 3) float64 (spheres: r, r, r; cylinder: r, r, length), metres.
     """
 
-    def __init__(self, num_capsules: int):
-        sphere_v, sphere_f = _uv_sphere()
-        cyl_v, cyl_f = _open_cylinder()
-        self.num_capsules = int(num_capsules)
-        self._sphere = sphere_v
-        self._cylinder = cyl_v
-        self._ns, self._nc = len(sphere_v), len(cyl_v)
-        one = np.concatenate([sphere_f, sphere_f + self._ns, cyl_f + 2 * self._ns])
-        self.verts_per_capsule = 2 * self._ns + self._nc
-        self.faces_per_capsule = len(one)
-        offsets = np.arange(self.num_capsules, dtype=np.int32)[:, None, None] * self.verts_per_capsule
-        self.faces = (one[None] + offsets).reshape(-1, 3)
+    location: np.ndarray
+    rotation: np.ndarray
+    scale: np.ndarray
 
-    def vertices(self, starts_m: np.ndarray, ends_m: np.ndarray, radii_m: np.ndarray,
-                 used: np.ndarray) -> np.ndarray:
-        """Vertex positions of every capsule slot.
 
-        Args:
-            starts_m, ends_m: (N, 3) segment ends, Blender world, metres (ignored where unused).
-            radii_m: (N,) radii, metres.
-            used: (N,) bool; unused slots collapse to a point behind the camera.
+def part_transforms(starts_m: np.ndarray, ends_m: np.ndarray, radii_m: np.ndarray,
+                    used: np.ndarray) -> PartTransforms:
+    """Transforms placing the unit meshes on every capsule slot of every frame.
 
-        Returns:
-            (N * verts_per_capsule, 3) float32.
-        """
-        a = np.where(used[:, None], starts_m, (0.0, HIDDEN_Y_M, 0.0))
-        b = np.where(used[:, None], ends_m, (0.0, HIDDEN_Y_M, 0.0))
-        r = np.where(used, radii_m, 0.0)[:, None, None]
-        sphere_a = a[:, None, :] + r * self._sphere[None]
-        sphere_b = b[:, None, :] + r * self._sphere[None]
-        axis = b - a
-        frames = _frames_along(axis)  # (N, 3, 3): columns x, y, z with z along the axis
-        local = np.broadcast_to(self._cylinder, (len(a),) + self._cylinder.shape).copy()
-        local[..., :2] *= r
-        local[..., 2] *= np.linalg.norm(axis, axis=-1)[:, None]
-        cylinder = a[:, None, :] + np.einsum("nij,nvj->nvi", frames, local)
-        return np.concatenate([sphere_a, sphere_b, cylinder], axis=1).reshape(-1, 3).astype(np.float32)
+    Args:
+        starts_m, ends_m: (T, N, 3) segment ends, Blender world, metres (ignored where unused).
+        radii_m: (N,) radius of each slot, metres.
+        used: (T, N) bool; unused slots are parked behind the camera.
+
+    Returns:
+        A :class:`PartTransforms`.
+    """
+    used = np.asarray(used, dtype=bool)
+    hidden = np.array((0.0, HIDDEN_Y_M, 0.0))
+    a = np.where(used[..., None], starts_m, hidden)
+    b = np.where(used[..., None], ends_m, hidden)
+    axis = b - a
+    length = np.linalg.norm(axis, axis=-1)
+    r = np.broadcast_to(np.asarray(radii_m, dtype=np.float64), used.shape)
+    location = np.stack([a, b, a], axis=-2)
+    rotation = np.zeros(used.shape + (3, 4))
+    rotation[..., :2, 0] = 1.0  # spheres: identity
+    rotation[..., 2, :] = quaternions_from_matrices(_frames_along(axis.reshape(-1, 3))
+                                                    ).reshape(used.shape + (4,))
+    scale = np.repeat(r[..., None, None], 3, axis=-2).repeat(3, axis=-1)
+    scale[..., 2, 2] = np.maximum(length, HIDDEN_LENGTH_M)
+    return PartTransforms(location, rotation, scale)
 
 
 def _frames_along(axis: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) orthonormal frames whose third column is the unit axis (any, if degenerate)."""
+    """(N, 3, 3) orthonormal frames whose third column is the unit axis (+Z if degenerate)."""
     length = np.linalg.norm(axis, axis=-1, keepdims=True)
     z = np.where(length > 1e-12, axis / np.maximum(length, 1e-12), (0.0, 0.0, 1.0))
     helper = np.where(np.abs(z[:, :1]) < 0.9, (1.0, 0.0, 0.0), (0.0, 1.0, 0.0))
@@ -110,6 +114,42 @@ def _frames_along(axis: np.ndarray) -> np.ndarray:
     x /= np.linalg.norm(x, axis=-1, keepdims=True)
     y = np.cross(z, x)
     return np.stack([x, y, z], axis=-1)
+
+
+def quaternions_from_matrices(matrices: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotation matrices -> (N, 4) unit quaternions (w, x, y, z), w >= 0.
+
+    Uses the largest of the four candidate denominators per matrix, so it is stable for every
+    rotation, including half turns.
+    """
+    m = np.asarray(matrices, dtype=np.float64)
+    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
+    candidates = np.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], axis=-1)
+    pick = np.argmax(candidates, axis=-1)
+    q = np.empty((len(m), 4))
+    for k in range(4):
+        sel = pick == k
+        if not sel.any():
+            continue
+        s = m[sel]
+        if k == 0:
+            t = 1.0 + trace[sel]
+            q[sel] = np.stack([t, s[:, 2, 1] - s[:, 1, 2], s[:, 0, 2] - s[:, 2, 0],
+                               s[:, 1, 0] - s[:, 0, 1]], -1)
+        elif k == 1:
+            t = 1.0 + s[:, 0, 0] - s[:, 1, 1] - s[:, 2, 2]
+            q[sel] = np.stack([s[:, 2, 1] - s[:, 1, 2], t, s[:, 0, 1] + s[:, 1, 0],
+                               s[:, 0, 2] + s[:, 2, 0]], -1)
+        elif k == 2:
+            t = 1.0 - s[:, 0, 0] + s[:, 1, 1] - s[:, 2, 2]
+            q[sel] = np.stack([s[:, 0, 2] - s[:, 2, 0], s[:, 0, 1] + s[:, 1, 0], t,
+                               s[:, 1, 2] + s[:, 2, 1]], -1)
+        else:
+            t = 1.0 - s[:, 0, 0] - s[:, 1, 1] + s[:, 2, 2]
+            q[sel] = np.stack([s[:, 1, 0] - s[:, 0, 1], s[:, 0, 2] + s[:, 2, 0],
+                               s[:, 1, 2] + s[:, 2, 1], t], -1)
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[:, :1] < 0, -q, q)
 
 
 def capsule_radii(num_slots: int, radius_mm: float) -> np.ndarray:

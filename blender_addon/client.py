@@ -1,13 +1,13 @@
 """The add-on's side of the backend: one connection, one job at a time, one timer.
 
 ``_STATE`` (a :class:`_Runner`) owns the ``scail_protocol.client.BackendClient`` (the DEALER
-socket) and the running job. :func:`_tick`, the one function registered with ``bpy.app.timers``,
-steps the job (zero-timeout socket polls, see ``jobs``), copies its progress into
-``WindowManager.scail_status`` for the panel, and runs the job's completion on the main thread.
-No thread is involved, so bpy is only ever touched on the main thread. :func:`shutdown` (called
-by ``unregister``) removes the timer and closes the socket.
-
-Background mode (``blender -b``) has no timers: operators use ``headless`` there instead.
+socket) and the running job, a ``scail_protocol.conversation.Exchange`` (see ``jobs``).
+:func:`launch` runs a job the one way Blender allows: with a UI, :func:`_tick` (the one function
+registered with ``bpy.app.timers``) steps it without waiting, copies its progress into
+``WindowManager.scail_status`` for the panel and runs its completion on the main thread; in
+background mode (``blender -b``: no timers) the same job runs to its end at once. No thread is
+involved, so bpy is only ever touched on the main thread. :func:`shutdown` (called by
+``unregister``) removes the timer and closes the socket.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import shlex
 import subprocess
+from pathlib import Path
 
 import bpy
 from scail_protocol.client import ServerTimeout
 from scail_protocol.errors import Cancelled, ProtocolError, ScailError
 
-from . import jobs
+from . import jobs, reports
 from .prefs import BackendSettings
 
 log = logging.getLogger(__name__)
@@ -63,9 +64,12 @@ class _Runner:
             self.client.close()
             self.client = None
 
-    def start(self, job, on_done=None) -> None:
+    def check_idle(self) -> None:
         if self.busy:
             raise ScailError(f"SCAIL is busy ({self.job.label}); wait or press Cancel")
+
+    def start(self, job, on_done=None) -> None:
+        self.check_idle()
         self.job, self.on_done = job, on_done
         _set_status(busy=True, stage=job.stage, progress=0.0, error="", message=f"{job.label}...")
         if not bpy.app.timers.is_registered(_tick):
@@ -88,6 +92,21 @@ def start(job, on_done=None) -> None:
     _STATE.start(job, on_done)
 
 
+def launch(job, on_done=None, *, blocking: bool = False):
+    """Run a job: from the timer (:func:`start`; returns None), or with ``blocking`` to its end
+    here (background mode has no timers), returning ``on_done(result)`` (or the result).
+
+    Raises:
+        ScailError: another job is still running; with ``blocking``, whatever the job raised.
+    """
+    if not blocking:
+        start(job, on_done)
+        return None
+    _STATE.check_idle()
+    result = job.run()
+    return on_done(result) if on_done else result
+
+
 def backend(settings: BackendSettings):
     """The add-on's ``BackendClient`` for these settings (created on first use)."""
     return _STATE.backend(settings)
@@ -105,9 +124,9 @@ def cancel() -> bool:
     return True
 
 
-def connect(settings: BackendSettings) -> None:
-    """Start a hello exchange; the panel shows the backend's device and estimators when it ends."""
-    start(jobs.HelloJob(backend(settings)), on_done=_show_hello)
+def connect(settings: BackendSettings, *, blocking: bool = False):
+    """Say hello; the panel shows the backend's device and estimators (see :func:`launch`)."""
+    return launch(jobs.hello(backend(settings)), on_done=show_hello, blocking=blocking)
 
 
 def start_local_backend(settings: BackendSettings) -> int:
@@ -158,7 +177,7 @@ def _tick():
                     message=f"{job.label}: {job.stage}")
         return POLL_INTERVAL_S
     on_done, _STATE.job, _STATE.on_done = _STATE.on_done, None, None
-    if isinstance(job, jobs.BackendJob) and not isinstance(job.error, Cancelled):
+    if job.client is not None and not isinstance(job.error, Cancelled):
         _set_status(connected=not isinstance(job.error, (ServerTimeout, ProtocolError)))
     if job.error is not None:
         cancelled = isinstance(job.error, Cancelled)
@@ -167,25 +186,49 @@ def _tick():
                     error="" if cancelled else str(job.error))
         if not cancelled:
             log.error("SCAIL %s failed: %s", job.label, job.error)
+        reports.to_user("INFO" if cancelled else "ERROR",
+                        f"{job.label} cancelled" if cancelled
+                        else f"SCAIL {job.label} failed: {reports.one_line(job.error)}")
         return None
     try:
-        message = on_done(job.result) if on_done else None
+        value = on_done(job.result) if on_done else job.result
     except Exception as e:  # noqa: BLE001 - boundary, as above
         if not isinstance(e, ScailError):
             log.exception("SCAIL %s could not be completed", job.label)
         _set_status(busy=False, stage="", progress=0.0, error=str(e))
+        reports.to_user("ERROR", f"SCAIL {job.label} failed: {reports.one_line(e)}")
         return None
-    _set_status(busy=False, stage="", progress=1.0, error="",
-                message=message or f"{job.label} finished")
+    if hasattr(value, "armatures"):  # the timer changed the file (an import): one undo step
+        in_window_context(bpy.ops.ed.undo_push, message=f"SCAIL {job.label}")
+    _set_status(busy=False, stage="", progress=1.0, error="", message=describe(value, job.label))
+    reports.to_user("INFO", describe(value, job.label))
     return None
 
 
-def _show_hello(hello: dict) -> str:
+def describe(value, label: str) -> str:
+    """The panel's (or the operator's report's) line for what a job produced."""
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "armatures"):
+        return f"imported {len(value.armatures)} armature(s)"
+    if isinstance(value, Path):
+        return f"wrote {value}"
+    return f"{label} finished"
+
+
+def show_hello(hello: dict) -> str:
+    """Show what the backend can do: its device, the estimators it can run (the panel's
+    estimator menu offers these), why the others cannot, and whether it aligns."""
     caps = hello.get("capabilities") or {}
     device = (caps.get("device") or {}).get("name", "?")
-    estimators = (caps.get("estimators") or {}).get("names") or []
+    estimators = caps.get("estimators") or {}
+    names = [str(n) for n in estimators.get("names") or []]
+    unavailable = [f"{name}: {info.get('reason')}"
+                   for name, info in (estimators.get("all") or {}).items()
+                   if isinstance(info, dict) and not info.get("available", True)]
     server = hello.get("server") or {}
-    _set_status(connected=True, device=str(device), estimators=", ".join(map(str, estimators)),
+    _set_status(connected=True, device=str(device), estimators=", ".join(names),
+                unavailable="; ".join(unavailable), can_align=bool(caps.get("align")),
                 server=str(server.get("version", server) if isinstance(server, dict) else server))
     return f"connected: {device}"
 

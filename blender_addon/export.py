@@ -7,14 +7,15 @@ constraints or drivers cannot be evaluated that way; they go through Blender's d
 (``scene.frame_set`` per frame), which is slower but exact.
 
 The 2D face and hands follow the 3D edits as the reference moves its overlay after alignment
-(reference §9.5): with Δ_j = project(J_j after, K now) − project(J_j before, K at import),
+(docs/pipeline.md §9.5): with Δ_j = project(J_j after, K now) − project(J_j before, K at import),
 body, feet and face points move by Δ of the head (SMPL 15), the left hand by Δ of the left
 wrist (20), the right hand by Δ of the right wrist (21). Δ is 0 where either end is missing or
 lies behind the camera. Boxes and scores are kept.
 
-Frames: the take's own, scene frames ``scail_frame_start`` .. ``scail_frame_start + T − 1`` (as
-imported), whatever the scene range is now. A frame that was missing at import stays missing
-unless the artist keyed something on it.
+Frames: the scene's frame range (start, end, step), as every Blender render and export does,
+within the take's own frames ``scail_frame_start`` .. ``scail_frame_start + T − 1`` (as
+imported); with a step of n the sequence's fps is the take's fps / n, so timing is kept. A frame
+that was missing at import stays missing unless the artist keyed something on it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .armature import PERSON_PROP, rest_matrices
 log = logging.getLogger(__name__)
 
 HEAD, LEFT_WRIST, RIGHT_WRIST = J.SMPL24["head"], J.SMPL24["left_wrist"], J.SMPL24["right_wrist"]
-MIN_SHIFT_DEPTH_MM = 0.01  # reference §9.5: joints nearer than this do not move the overlay
+MIN_SHIFT_DEPTH_MM = 0.01  # docs/pipeline.md §9.5: joints nearer than this do not move the overlay
 _KEY_TOLERANCE = 0.5  # a key within half a frame of a frame counts as on it
 _BODY_AND_FEET = slice(J.BODY.start, J.FEET.stop)
 
@@ -71,7 +72,8 @@ def export_sequence(armatures, *, scene, use_depsgraph=None, report=None) -> Pos
     camera_obj = first["camera"]
     K_now = camera_mod.read_K(camera_obj, scene, height, width) if camera_obj else first["K"]
     to_reference = camera_mod.world_to_reference(camera_obj) if camera_obj else np.eye(4)
-    frames = first["frame_start"] + np.arange(first["num_frames"])
+    frames = scene_frames(scene, first["frame_start"], first["num_frames"])
+    sources = [_select_frames(src, frames - src["frame_start"]) for src in sources]
     joints, kp2d = [], []
     for obj, src in zip(armatures, sources):
         heads_world = _posed_heads_world(obj, scene, frames, use_depsgraph)  # (T, 24, 3) m
@@ -80,17 +82,50 @@ def export_sequence(armatures, *, scene, use_depsgraph=None, report=None) -> Pos
         after[~_present_frames(obj, src, frames)] = np.nan
         joints.append(after)
         kp2d.append(shift_overlay(src["kp2d"], src["joints3d"], after, src["K"], K_now))
-    meta = dict(first["meta"], edited_in="blender")
+    step = max(int(scene.frame_step), 1)
+    meta = dict(first["meta"], edited_in="blender",
+                scene_frames=[int(frames[0]), int(frames[-1]), step])
     return PoseSequence(
-        fps=first["fps"], size=(height, width), K=K_now,
+        fps=first["fps"] / step, size=(height, width), K=K_now,
         joints3d=np.stack(joints), kp2d=np.stack(kp2d),
         kp2d_score=np.stack([s["kp2d_score"] for s in sources]),
         bbox=np.stack([s["bbox"] for s in sources]),
         track_id=np.array([s["track_id"] for s in sources], dtype=np.int64), meta=meta)
 
 
+def scene_frames(scene, take_start: int, take_frames: int) -> np.ndarray:
+    """Scene frames to export: the scene's range and step, within the take's own frames.
+
+    Args:
+        scene: its ``frame_start``, ``frame_end`` and ``frame_step`` choose the frames.
+        take_start, take_frames: the take's first scene frame and its number of frames.
+
+    Returns:
+        (n,) int64 ascending scene frame numbers, n >= 1.
+
+    Raises:
+        SequenceError: the scene's range holds no frame of the take.
+    """
+    step = max(int(scene.frame_step), 1)
+    frames = np.arange(int(scene.frame_start), int(scene.frame_end) + 1, step, dtype=np.int64)
+    frames = frames[(frames >= take_start) & (frames < take_start + take_frames)]
+    if not len(frames):
+        raise SequenceError(f"the scene's frame range {scene.frame_start}-{scene.frame_end} holds "
+                            f"no frame of the take ({take_start}-{take_start + take_frames - 1}); "
+                            f"set the range in the Output properties or the Timeline")
+    return frames
+
+
+def _select_frames(src: dict, index: np.ndarray) -> dict:
+    """A source dict (see :func:`_source_of`) cut to the take-frame indices ``index``."""
+    out = dict(src)
+    for key in ("joints3d", "kp2d", "kp2d_score", "bbox"):
+        out[key] = src[key][index]
+    return out
+
+
 def shift_overlay(kp2d_px, before_mm, after_mm, K_before, K_after) -> np.ndarray:
-    """Move the 2D whole-body points with the head and wrists (reference §9.5).
+    """Move the 2D whole-body points with the head and wrists (docs/pipeline.md §9.5).
 
     Args:
         kp2d_px: (T, 134, 2) float32 pixels; NaN = missing.

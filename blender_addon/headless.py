@@ -1,7 +1,9 @@
-"""Synchronous entry points for scripts and ``blender -b`` (no timers, no modal operators).
+"""The add-on's work as plain functions, for the operators and for scripts and ``blender -b``.
 
-Background Blender runs no timers, so these block until the work is done and raise on failure;
-the operators call them when ``bpy.app.background`` is set. Example::
+Each function builds its job (``jobs``) and runs it through ``client.launch``: to the end with
+``blocking=True`` (the default here, and what background mode needs: it has no timers), or
+stepped by the UI's timer with ``blocking=False`` (what the operators do when Blender has a
+UI). The job and its completion are the same either way. Example::
 
     blender -b scene.blend --python-expr "import bpy; bpy.ops.scail.import_motion(filepath='poses.npz'); bpy.ops.scail.render_conditioning(filepath='out.mp4', renderer='BLENDER')"
 
@@ -19,81 +21,87 @@ import os
 from pathlib import Path
 
 import bpy
-from scail_protocol import messages as M
-from scail_protocol.errors import ScailError, VideoError
+from scail_protocol.errors import VideoError
 from scail_protocol.sequence import PoseSequence
 
-from . import armature, export, jobs, prefs, render
-from . import client as client_mod
+from . import armature, client, export, grounding, jobs, prefs, render
 
 log = logging.getLogger(__name__)
 
+RENDERERS = ("BLENDER", "BACKEND")
 
-def import_motion_file(path, *, video_path=None, exact: bool = True, context=None,
-                       report=None) -> armature.ImportResult:
+
+def import_motion_file(path, *, video_path=None, exact: bool = True, ground: bool = False,
+                       context=None, report=None) -> armature.ImportResult:
     """Import a PoseSequence ``.npz`` (no backend) into the context's scene and collection.
 
+    ``ground``: stand the take on a floor plane at Z = 0 facing -Y, camera moved along
+    (``grounding.ground_import``).
+
     Raises:
-        SequenceError: the file is missing or fails validation.
+        SequenceError: the file is missing or fails validation (or, grounding, has no feet).
         VideoError: ``video_path`` is given but cannot be opened.
     """
     context = context or bpy.context
     seq = PoseSequence.load(path)
-    return armature.import_sequence(seq, context.collection, scene=context.scene,
-                                    name=take_name(path), video_path=video_path or None,
-                                    exact=exact, report=report)
+    result = armature.import_sequence(seq, context.collection, scene=context.scene,
+                                      name=take_name(path), video_path=video_path or None,
+                                      exact=exact, report=report)
+    if ground:
+        grounding.ground_or_remove(result, seq, collection=context.collection, name=take_name(path))
+    return result
 
 
 def import_video(video_path, *, reference_path=None, estimator: str = "auto", resolution="DEFAULT",
                  smoothing: float = 0.0, use_align: bool = False, exact: bool = True,
-                 settings=None, context=None, progress=None, report=None) -> armature.ImportResult:
-    """Extract the motion of a video on the backend, then import it (blocking).
+                 ground: bool = False, cleanup=None, settings=None, context=None, progress=None,
+                 report=None, blocking: bool = True):
+    """Extract the motion of a video on the backend, then import it as armatures.
 
     Args:
         video_path: the driving video (a local file; uploaded when the backend cannot read it).
         reference_path: reference image for ``use_align``.
-        estimator, resolution, smoothing, use_align: as in the panel (see ``jobs.extract_options``).
+        estimator, resolution, smoothing, use_align: as in the panel (see
+            ``scail_protocol.conversation.extract_options``).
         exact: exact bone lengths (see ``rigmath``).
+        ground: stand the take on a floor at Z = 0 facing -Y (``grounding.ground_import``).
+        cleanup: the backend's people/cleanup options, a dict from
+            ``scail_protocol.conversation.cleanup_field`` (None = every person found, no gap
+            filling, no foot locking).
         settings: ``prefs.BackendSettings`` (default: the add-on preferences).
         progress: optional ``progress(stage, done, total)``.
+        blocking: run to the end here (True) or from the UI's timer (False: returns None).
+
+    Returns:
+        the ``armature.ImportResult`` (blocking), else None.
 
     Raises:
-        VideoError: the video (or reference image) does not exist.
+        VideoError: the video (or reference image) does not exist (before contacting the
+            backend).
         ServerTimeout: the backend does not answer (the message names the address).
         ScailError: the backend refused or failed the job (its message).
     """
-    seq = extract_sequence(video_path, reference_path=reference_path, estimator=estimator,
-                           resolution=resolution, smoothing=smoothing, use_align=use_align,
-                           settings=settings, progress=progress)
-    context = context or bpy.context
-    return armature.import_sequence(seq, context.collection, scene=context.scene,
-                                    name=take_name(video_path), video_path=video_path,
-                                    exact=exact, report=report)
-
-
-def extract_sequence(video_path, *, reference_path=None, estimator: str = "auto",
-                     resolution="DEFAULT", smoothing: float = 0.0, use_align: bool = False,
-                     settings=None, progress=None) -> PoseSequence:
-    """The PoseSequence the backend extracts from a video (blocking; see :func:`import_video`)."""
     check_inputs(video_path, reference_path if use_align else None)
-    options = jobs.extract_options(estimator=estimator, resolution=resolution, smoothing=smoothing,
-                                   use_align=use_align, reference_path=reference_path)
-    with client_mod.open_client(settings or prefs.backend_settings()) as client:
-        jobs.check_capabilities(client.hello(), client.address, options)
-        video = Path(video_path).resolve()
-        try:
-            job_id = client.submit(M.EXTRACT, dict(options, video={"path": str(video)}))
-        except M.ServerError as e:
-            if e.code != "forbidden":
-                raise
-            log.info("backend cannot read %s directly (%s); uploading it", video, e)
-            sha256 = client.upload(video, progress=progress)
-            job_id = client.submit(M.EXTRACT, dict(options, video={"upload": sha256,
-                                                                    "name": video.name}))
-        result = client.wait(job_id, progress=progress)
-    if result.poses is None:
-        raise ScailError(f"extract job {job_id} finished without poses")
-    return result.poses
+    context = context or bpy.context
+    backend = client.backend(settings or prefs.backend_settings(context))
+    job = jobs.import_video(backend, video_path, reference_path=reference_path,
+                            estimator=estimator, resolution=resolution, smoothing=smoothing,
+                            use_align=use_align, cleanup=cleanup, progress=progress,
+                            on_hello=client.show_hello)  # the panel learns what it can run
+    scene_name, collection_name = context.scene.name, context.collection.name
+
+    def build(seq):  # on the main thread, perhaps from the timer: find the targets again
+        scene = bpy.data.scenes.get(scene_name) or bpy.context.scene
+        collection = bpy.data.collections.get(collection_name) or scene.collection
+        result = client.in_window_context(
+            armature.import_sequence, seq, collection, scene=scene, video_path=video_path,
+            name=take_name(video_path), exact=exact, report=report)
+        if ground:
+            grounding.ground_or_remove(result, seq, collection=collection,
+                                       name=take_name(video_path))
+        return result
+
+    return client.launch(job, on_done=build, blocking=blocking)
 
 
 def check_inputs(video_path, reference_path=None) -> None:
@@ -120,30 +128,39 @@ def export_scene(context=None, report=None) -> PoseSequence:
 
 
 def render_conditioning(path, renderer: str = "BLENDER", *, overlay: bool = True, settings=None,
-                        context=None, progress=None, report=None) -> Path:
-    """Render the scene's SCAIL armatures to the conditioning ``.mp4`` (blocking).
+                        context=None, progress=None, report=None, blocking: bool = True):
+    """Render the scene's SCAIL armatures to the conditioning ``.mp4``.
 
     Args:
-        path: the ``.mp4`` to write.
-        renderer: 'BLENDER' (Cycles, here) or 'BACKEND' (the backend's taichi renderer).
+        path: the ``.mp4`` to write (``//`` = relative to the .blend file).
+        renderer: 'BLENDER' (Cycles here, frame by frame) or 'BACKEND' (the backend's taichi
+            renderer, downloaded).
         overlay: draw the 2D overlay (the backend always draws it).
+        blocking: run to the end here (True) or from the UI's timer (False: returns None).
 
     The take is the scene's selected SCAIL armatures, or all of them when none is selected.
+
+    Returns:
+        the written path (blocking), else None.
 
     Raises:
         SequenceError: no SCAIL armature in the scene.
         RenderError, ScailError: rendering or the backend failed.
     """
-    if renderer not in ("BLENDER", "BACKEND"):
+    if renderer not in RENDERERS:
         raise ValueError(f"renderer must be 'BLENDER' or 'BACKEND', got {renderer!r}")
+    context = context or bpy.context
     seq = export_scene(context, report=report)
     path = render.check_output(bpy.path.abspath(str(path)))
     if renderer == "BLENDER":
-        return render.render_conditioning(seq, path, overlay=overlay, progress=progress)
-    with client_mod.open_client(settings or prefs.backend_settings()) as client:
-        job_id = client.render(seq)
-        client.wait(job_id, progress=progress)
-        return client.download_video(job_id, path, progress=progress)
+        # Blocking: the whole take as one Cycles job; from the timer: runs of ~0.5 s each.
+        steps = render.conditioning_steps(seq, path, overlay=overlay,
+                                          job_seconds=None if blocking else render.JOB_SECONDS)
+        job = jobs.local("render", steps, progress=progress)
+    else:
+        backend = client.backend(settings or prefs.backend_settings(context))
+        job = jobs.render_on_backend(backend, seq, path, progress=progress)
+    return client.launch(job, blocking=blocking)
 
 
 def take_name(path) -> str:

@@ -29,6 +29,8 @@ class SCAIL_PT_main(_SidebarPanel, bpy.types.Panel):
         row.operator("scail.start_backend", text="", icon="PLAY")
         if status.estimators:
             layout.label(text=f"Estimators: {status.estimators}")
+        for line in _wrap(status.unavailable, 42):  # why the others cannot run there
+            layout.label(text=line, icon="INFO")
         if status.busy:
             box = layout.box()
             text = f"{status.stage}" if status.stage else "working"
@@ -52,25 +54,42 @@ class SCAIL_PT_import(_SidebarPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = context.scene.scail
+        status = context.window_manager.scail_status
         layout.prop(settings, "video_path")
         layout.prop(settings, "reference_path")
         col = layout.column(align=True)
         col.prop(settings, "estimator")
         col.prop(settings, "resolution")
         col.prop(settings, "smoothing", slider=True)
+        col.prop(settings, "max_people")
+        col.prop(settings, "fill_gaps")
+        col.prop(settings, "use_take_fit")
+        col.prop(settings, "use_foot_lock")
         row = col.row()
-        row.enabled = bool(settings.reference_path)
+        # a connected backend without the align capability cannot align (hello, docs/wire.md)
+        row.enabled = bool(settings.reference_path) and (status.can_align or not status.connected)
         row.prop(settings, "use_align")
+        if not row.enabled:  # greyed out: say why
+            why = ("the backend cannot align" if status.connected and not status.can_align
+                   else "pick a reference image to align to")
+            col.label(text=f"Align: {why}", icon="INFO")
         layout.prop(settings, "use_exact_lengths")
+        layout.prop(settings, "use_ground")
         op = layout.operator("scail.import_video", text="Import Video", icon="IMPORT")
         op.filepath = settings.video_path
         op.reference_path = settings.reference_path
         op.estimator = settings.estimator
         op.resolution = settings.resolution
         op.smoothing = settings.smoothing
+        op.max_people = settings.max_people
+        op.fill_gaps = settings.fill_gaps
+        op.use_take_fit = settings.use_take_fit
+        op.use_foot_lock = settings.use_foot_lock
         op.use_align = settings.use_align and bool(settings.reference_path)
         op.use_exact_lengths = settings.use_exact_lengths
-        layout.operator("scail.import_motion", text="Import Motion File...", icon="FILE")
+        op.use_ground = settings.use_ground
+        motion = layout.operator("scail.import_motion", text="Import Motion File...", icon="FILE")
+        motion.use_ground = settings.use_ground
 
 
 class SCAIL_PT_render(_SidebarPanel, bpy.types.Panel):

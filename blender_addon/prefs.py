@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import bpy
 from bpy.props import FloatProperty, StringProperty
+from scail_protocol.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S  # loopback; 10 s
 
-DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"  # scail_protocol.client.DEFAULT_ADDRESS (loopback)
 DEFAULT_START_COMMAND = "scail-pose serve"
-DEFAULT_TIMEOUT_S = 10.0  # silence after which the backend counts as gone
 
 
 class SCAIL_AP_preferences(bpy.types.AddonPreferences):

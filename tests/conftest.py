@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO.parent / "shared" / "examples"
+CASES = REPO.parent / "shared" / "cases"
 
 os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")  # taichi's online check hangs offline
 
@@ -20,6 +21,14 @@ def examples_dir() -> Path:
     if not EXAMPLES.is_dir():
         pytest.skip(f"example footage not found at {EXAMPLES}")
     return EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def cases_dir() -> Path:
+    """``../shared/cases`` (small real-world inputs that failed once); skip when absent."""
+    if not CASES.is_dir():
+        pytest.skip(f"real-world cases not found at {CASES}")
+    return CASES
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ Threads, for speed on two cores (measured in ``bench/end_to_end.py``):
 * run: the renderer's one-off start-up (taichi initialisation and kernel compilation) runs in a
   background thread during estimation; then ``render.pipeline.render_sequence`` renders in a
   background thread while the calling thread encodes. Rendering cannot start before estimation
-  ends: its depth shading is normalised over the whole clip (reference §6.3, §14 item 13).
+  ends: its depth shading is normalised over the whole clip (docs/pipeline.md §6.3, §14.13).
 
 Progress callbacks are only ever called on the calling thread (stages "decode", "estimate",
 "render"), so a callback may raise Cancelled; every thread is stopped and every temporary file
@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,12 +29,15 @@ from typing import Iterator, Optional, Union
 
 import numpy as np
 
+from scail_protocol import contract
 from scail_protocol.camera import intrinsics_from_fov
 from scail_protocol.errors import RenderError, VideoError
+from scail_protocol.outputs import atomic_path, check_output_file
 from scail_protocol.sequence import PoseSequence
 
 from .background import Background
-from .estimators.base import AUTO, Estimator, resolve
+from .estimators.base import Estimator
+from .estimators.registry import AUTO, resolve
 from .progress import ProgressFn, no_progress
 from .render.pipeline import render_sequence
 from .video.reader import open_video
@@ -47,12 +49,14 @@ ESTIMATE_STAGE = "estimate"
 PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB each at 896x512);
                              # decoding runs ahead while the estimator loads its models
 HASH_CHUNK_BYTES = 1 << 20
-DRIVING_VIDEO = "driving.mp4"   # reference §1.1
-# reference §1.1 tries the first three; SCAIL itself also reads ref.png (§14 item 19)
+DRIVING_VIDEO = "driving.mp4"   # docs/pipeline.md §1.1
+# docs/pipeline.md §1.1 tries the first three; SCAIL itself also reads ref.png (§14.19)
 REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
 POSES_FILE = "poses.npz"
 RENDERED_FILE = "rendered.mp4"
-OUTPUT_FPS = 16.0            # reference §8: the conditioning video is always 16 fps
+ALIGNED_POSES_FILE = "poses_aligned.npz"      # --use-align (docs/pipeline.md §1.1 names the video)
+ALIGNED_RENDERED_FILE = "rendered_aligned.mp4"
+OUTPUT_FPS = float(contract.OUTPUT_FPS)  # the conditioning video's rate (scail_protocol.contract)
 
 
 @dataclass
@@ -70,6 +74,8 @@ class RunResult:
         render_report: whatever the renderer reported.
         seconds: wall time per phase ("extract", "render", "total").
         warnings: notes for the user (no reference image, no person found, damaged video).
+        alignment: with ``use_align``, the record stored in ``sequence.meta["alignment"]``
+            (``poses``/``video``/``sequence`` are then the aligned ones).
     """
 
     folder: Path
@@ -82,26 +88,38 @@ class RunResult:
     render_report: object = None
     seconds: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    alignment: Optional[dict] = None
 
 
 def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
                   progress: Optional[ProgressFn] = None, weights_dir=None,
-                  smoothing=None) -> PoseSequence:
+                  smoothing=None, fps: Optional[float] = None,
+                  cleanup=None, device: Optional[str] = None) -> PoseSequence:
     """Estimate the poses of every frame of a video (or image folder, or image).
 
     Args:
         video_path: video file, image file or folder of images.
         estimator: "auto", "mediapipe", "nlf", or an Estimator instance (left open).
         resolution: (H, W) working size for landscape input (swapped for portrait and square);
-            None = 512 x 896 (reference §1.2).
+            None = 512 x 896 (docs/pipeline.md §1.2).
         progress: ``progress(stage, done, total)`` for stages "decode" and "estimate".
         weights_dir: where the nlf weights live (else $SCAIL_WEIGHTS_DIR, else the project's).
         smoothing: temporal smoothing strength (``smoothing.smooth_sequence``): None, "off" or 0
             = none (the default, as the reference); "light", "medium", "strong", "default" or a
             number in (0, 1].
+        fps: resample the clip in time to this rate (frames per second) by nearest timestamp
+            (``video.timing``; e.g. 16 so that the 16 fps conditioning video plays at the
+            source's speed); None = every source frame at the source's rate (the reference's
+            behaviour; a rate other than 16 fps then gets a one-line warning).
+        cleanup: a ``cleanup.CleanupOptions`` (most people kept, gap filling, foot locking);
+            None = every person found, no gap filling, no foot locking (the reference's).
+            People are always linked into identities (``tracking.track_people``).
+        device: where the estimator's models run: None or "auto" (CUDA when present), "cuda"
+            (an error up front without CUDA) or "cpu"; the mediapipe estimator is CPU only.
 
     Returns:
-        PoseSequence at the working size, one entry per source frame, fps = the source's rate;
+        PoseSequence at the working size, one entry per source frame (per resampled frame with
+        ``fps``), fps = the source's rate (or ``fps``);
         meta holds the estimator (name, version, why), the source (path, sha256, fps, size),
         the working size and, when smoothed, the smoothing parameters.
 
@@ -112,32 +130,38 @@ def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolu
         Cancelled: the progress callback cancelled the job.
     """
     sequence, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir,
-                           smoothing=smoothing)
+                           smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     return sequence
 
 
 def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=None,
-             smoothing=None):
+             smoothing=None, fps=None, cleanup=None, device=None):
     """extract_video's work; ``on_open(source)`` runs once the input and estimator are ready.
 
     Returns (sequence, source).
     """
-    from .smoothing import parse_strength, smooth_sequence
+    from .cleanup import CleanupOptions, clean_sequence
+    from .smoothing import parse_strength
+    from .tracking import track_people
 
     strength = parse_strength(smoothing)  # a bad value fails before the long work
+    cleanup = CleanupOptions.from_value(cleanup)
     progress = progress or no_progress
-    source = open_video(path, resolution)
+    source = open_video(path, resolution, fps=fps)
     log.info("%s: %s, %dx%d at %g fps, %s frames -> working size %dx%d", path, source.kind,
-             source.source_size[1], source.source_size[0], source.fps,
+             source.source_size[1], source.source_size[0], source.source_fps,
              source.num_frames if source.num_frames is not None else "unknown",
              source.size[1], source.size[0])
+    notice = speed_notice(source.fps, path)
+    if notice:
+        log.warning("%s", notice)
     hasher = _FileHasher(path) if path.is_file() else None
     owned = None
     try:
         if isinstance(estimator, Estimator):
             est, reason = estimator, f"{estimator.name} was given"
         else:
-            owned, reason = resolve(estimator, weights_dir=weights_dir)
+            owned, reason = resolve(estimator, weights_dir=weights_dir, device=device)
             est = owned
         if on_open is not None:  # the input is readable and the estimator exists
             on_open(source)
@@ -164,16 +188,38 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
                 source=dict(source.describe(), sha256=hasher.result() if hasher else None,
                             frames=source.frames_read, problems=list(source.problems)),
                 working_size=list(source.size), output_fps=OUTPUT_FPS)
-    sequence = sequence.replace(meta=meta)
-    if strength is not None:
-        sequence = smooth_sequence(sequence, strength=strength)
+    sequence = track_people(sequence.replace(meta=meta), max_people=cleanup.max_people,
+                            order=cleanup.order)
+    sequence = clean_sequence(sequence, fill_gaps=cleanup.fill_gaps, take_fit=cleanup.take_fit,
+                              smoothing=strength, foot_lock=cleanup.foot_lock)
     return sequence, source
+
+
+def speed_notice(fps: float, path) -> Optional[str]:
+    """One line for a clip whose rate is not the conditioning video's 16 fps (docs/pipeline.md §8):
+    rendered at 16 fps its motion plays slower or faster; None when the rates agree."""
+    from .video.timing import same_rate
+
+    if same_rate(fps, OUTPUT_FPS):
+        return None
+    factor = fps / OUTPUT_FPS
+    pace = f"{factor:.3g}x slower" if factor > 1 else f"{1 / factor:.3g}x faster"
+    return (f"{Path(path).name} is {fps:g} fps; the conditioning video is always "
+            f"{OUTPUT_FPS:g} fps, so its motion will play {pace} than filmed "
+            f"(--fps {OUTPUT_FPS:g} resamples it in time to play at the filmed speed)")
 
 
 def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
                arch: str = "auto", progress: Optional[ProgressFn] = None,
-               weights_dir=None, smoothing=None) -> RunResult:
+               weights_dir=None, smoothing=None, fps: Optional[float] = None, use_align: bool = False,
+               align_options: Optional[dict] = None, cleanup=None,
+               device: Optional[str] = None) -> RunResult:
     """The reference CLI's job: ``DIR/driving.mp4`` -> ``DIR/poses.npz`` + ``DIR/rendered.mp4``.
+
+    With ``use_align`` the poses are aligned to the reference image (``scail_backend.align``,
+    docs/pipeline.md §9) and the outputs are ``DIR/poses.npz`` (unaligned),
+    ``DIR/poses_aligned.npz`` and ``DIR/rendered_aligned.mp4`` (rendered from the aligned poses);
+    the reference image is then required.
 
     The reference image (``ref_image.jpg``, ``ref_image.png``, ``ref.jpg`` or ``ref.png``) is
     looked for but not required: it only matters for alignment, so its absence is a warning
@@ -183,9 +229,12 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
 
     Args:
         folder: the job folder.
-        estimator, resolution, weights_dir, smoothing: as :func:`extract_video`.
+        estimator, resolution, weights_dir, smoothing, fps, cleanup, device: as
+            :func:`extract_video`.
         arch: renderer backend ("auto", "cpu", "cuda", ...), passed to the renderer.
         progress: ``progress(stage, done, total)`` for decode, estimate and the render stages.
+        use_align: align to the reference image.
+        align_options: keywords of ``align.align_to_reference`` (estimator, fallback, adapt).
 
     Raises:
         VideoError: the folder or its driving video cannot be read.
@@ -194,8 +243,14 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
     start = time.perf_counter()
     folder = Path(folder)
     driving = _driving_video(folder)
+    check_run_outputs(folder, use_align=use_align)
     warnings = []
     reference = next((folder / n for n in REFERENCE_IMAGE_NAMES if (folder / n).is_file()), None)
+    if reference is None and use_align:
+        from scail_protocol.errors import AlignError
+
+        raise AlignError(f"alignment needs a reference image in {folder} "
+                         f"({', '.join(REFERENCE_IMAGE_NAMES)})")
     if reference is None:
         warnings.append(f"no reference image in {folder} ({', '.join(REFERENCE_IMAGE_NAMES)}); "
                         f"it is only used by alignment, so the run continues without it")
@@ -205,14 +260,14 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
         sequence, source = _extract(
             driving, estimator, resolution, progress, weights_dir,
             on_open=lambda src: warmups.append(_RendererWarmup(src.size, arch)),
-            smoothing=smoothing)
+            smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     finally:  # no thread outlives the call, whatever happened
         for warmup in warmups:
             warmup.join()
     extracted = time.perf_counter()
     if source.problems:
         warnings.append(f"{driving.name}: {'; '.join(source.problems)}")
-    found = int(sequence.present()[0].sum()) if sequence.num_people else 0
+    found = int(sequence.present().any(0).sum()) if sequence.num_people else 0
     if found == 0:
         warnings.append(f"no person found in any of the {sequence.num_frames} frames; "
                         f"{RENDERED_FILE} will be all black")
@@ -220,9 +275,21 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
-    poses, video, report = _write_outputs(folder, sequence, arch, progress)
+    aligned = None
+    if use_align:
+        from .align import align_to_reference
+
+        aligned = align_to_reference(sequence, reference, weights_dir=weights_dir,
+                                     progress=progress, **(align_options or {}))
+        if aligned.fallback:
+            warnings.append(aligned.message)
+    poses, video, report = _write_outputs(folder, sequence, arch, progress,
+                                          aligned=aligned.sequence if aligned else None)
+    if aligned:
+        sequence = aligned.sequence
     end = time.perf_counter()
     return RunResult(folder=folder, poses=poses, video=video, sequence=sequence,
+                     alignment=aligned.record if aligned else None,
                      estimator_reason=sequence.meta.get("estimator_reason", ""),
                      reference_image=reference, frames_with_person=found,
                      render_report=report, warnings=warnings,
@@ -255,45 +322,41 @@ def _check_arch(arch: str) -> str:
     return arch
 
 
-def _write_outputs(folder: Path, sequence: PoseSequence, arch: str, progress):
-    """Render and save into temporary files beside the targets, then rename both into place."""
+def _write_outputs(folder: Path, sequence: PoseSequence, arch: str, progress, aligned=None):
+    """Render and save into temporary files beside the targets, then rename both into place
+    (see :mod:`scail_protocol.outputs`). With ``aligned`` (the aligned sequence) the video is
+    rendered from it into rendered_aligned.mp4, beside poses_aligned.npz and poses.npz; returns
+    the aligned poses' path then."""
+    if aligned is not None:
+        poses, video = folder / ALIGNED_POSES_FILE, folder / ALIGNED_RENDERED_FILE
+        with atomic_path(video) as video_temp, atomic_path(poses) as poses_temp, \
+                atomic_path(folder / POSES_FILE) as unaligned_temp:
+            report = render_sequence(aligned, video_temp, arch=arch, progress=progress)
+            aligned.save(poses_temp)
+            sequence.save(unaligned_temp)
+        return poses, video, dataclasses.replace(report, path=video)
     poses, video = folder / POSES_FILE, folder / RENDERED_FILE
-    temps = []
-    try:
-        temps.append(_temp_path(folder, RENDERED_FILE))
-        report = render_sequence(sequence, temps[-1], arch=arch, progress=progress)
-        temps.append(_temp_path(folder, POSES_FILE))
-        sequence.save(temps[-1])
-        for temp in temps:  # temporary files are private (0600); outputs follow the umask
-            os.chmod(temp, output_file_mode())
-        os.replace(temps[0], video)
-        os.replace(temps[1], poses)
-    except OSError as e:
-        raise VideoError(f"cannot write the outputs into {folder}: {e.strerror or e}") from None
-    finally:
-        for temp in temps:
-            Path(temp).unlink(missing_ok=True)
+    with atomic_path(video) as video_temp, atomic_path(poses) as poses_temp:
+        report = render_sequence(sequence, video_temp, arch=arch, progress=progress)
+        sequence.save(poses_temp)
     return poses, video, dataclasses.replace(report, path=video)
 
 
-def output_file_mode() -> int:
-    """Permissions of a newly created file under the process umask (0644 under umask 022)."""
-    try:  # reading the umask through os.umask() would briefly change it for other threads
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o644
+def check_run_outputs(folder, use_align: bool = False) -> None:
+    """Refuse, before any work, a run whose outputs would replace one of its inputs
+    (``DIR/poses.npz`` or ``DIR/rendered.mp4`` being the driving video or the reference
+    image through a link), or that cannot be written (a folder of that name).
 
-
-def _temp_path(folder: Path, name: str) -> Path:
-    """A fresh, empty temporary path beside ``folder/name`` with the same extension."""
-    stem, suffix = os.path.splitext(name)
-    fd, path = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".part{suffix}", dir=folder)
-    os.close(fd)
-    return Path(path)
+    Raises:
+        OutputError: one line naming the output and the input.
+    """
+    folder = Path(folder)
+    inputs = [folder / DRIVING_VIDEO] + [folder / n for n in REFERENCE_IMAGE_NAMES
+                                         if (folder / n).exists()]
+    names = (POSES_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE) if use_align else (
+        POSES_FILE, RENDERED_FILE)
+    for name in names:
+        check_output_file(folder / name, inputs)
 
 
 # --- helpers -------------------------------------------------------------------------------------

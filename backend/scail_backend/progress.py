@@ -41,6 +41,9 @@ class TqdmProgress:
         self._bars = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        from .signals import raise_if_stopped
+
+        raise_if_stopped()  # a SIGTERM that a library swallowed still stops the command
         if not self.enabled:
             return
         from tqdm import tqdm

@@ -30,6 +30,9 @@ MANIFEST_SCHEMA = 1
 HASH_CHUNK_BYTES = 1 << 20
 DOWNLOAD_TIMEOUT_S = 30.0
 
+NOT_PUBLISHED = ("; not the published file (the nlf estimator uses it with a warning: a "
+                 "fine-tuned or smaller variant, or a damaged download)")
+
 ByteProgress = Callable[[str, int, int], None]  # (file name, bytes done, bytes total or 0)
 
 
@@ -155,14 +158,16 @@ def verify(directory=None, manifest=None, progress: Optional[ByteProgress] = Non
             continue
         size = target.stat().st_size
         if f.size_bytes is not None and size != f.size_bytes:
-            checks.append(Check(f, "size-mismatch", f"{size} bytes, expected {f.size_bytes}"))
+            checks.append(Check(f, "size-mismatch", f"{size} bytes, expected {f.size_bytes}"
+                                f"{NOT_PUBLISHED}"))
             continue
         if not f.sha256:
             checks.append(Check(f, "unchecked", f"{size} bytes; no checksum recorded"))
             continue
         digest = sha256_of(target, progress)
         if digest != f.sha256.lower():
-            checks.append(Check(f, "hash-mismatch", f"sha256 {digest}, expected {f.sha256}"))
+            checks.append(Check(f, "hash-mismatch", f"sha256 {digest}, expected {f.sha256}"
+                                f"{NOT_PUBLISHED}"))
         else:
             checks.append(Check(f, "ok", f"sha256 {digest}"))
     return checks

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_FOV_DEG = 55.0  # reference §3.4: NLF and the renderer assume 55° on the larger side
+DEFAULT_FOV_DEG = 55.0  # docs/pipeline.md §3.4: NLF and the renderer assume 55° on the larger side
 MIN_DEPTH_MM = 1e-3     # points nearer than this (or behind the camera) do not project
 
 # Camera frame (mm) -> Blender world (m): (x, y, z) -> (x, z, -y) / 1000.
@@ -164,3 +164,31 @@ def K_from_blender_camera(cam: BlenderCamera) -> np.ndarray:
     cx = width / 2.0 - cam.shift_x * width - 0.5
     cy = height / 2.0 + cam.shift_y * width / ycor - 0.5
     return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+
+
+def aligned_intrinsics(K: np.ndarray, m: float, s: float, p: float, q: float) -> np.ndarray:
+    """The intrinsics of the reference's alignment camera (docs/pipeline.md §9.2).
+
+    K₁ = [[fx·m, 0, cx + p], [0, fy·m·s, cy + q], [0, 0, 1]] for K = [[fx, 0, cx], [0, fy, cy],
+    [0, 0, 1]]; with the default K (f, W/2, H/2) this is the reference's K(m, s, p, q).
+
+    Args:
+        K: (3, 3) intrinsics the 3D joints were estimated with.
+        m: focal scale (dimensionless); s: extra vertical focal scale; p, q: principal-point
+            shift in pixels.
+
+    Returns:
+        (3, 3) float64 K₁.
+    """
+    K = np.asarray(K, dtype=np.float64)
+    return np.array([[K[0, 0] * m, 0.0, K[0, 2] + p],
+                     [0.0, K[1, 1] * m * s, K[1, 2] + q],
+                     [0.0, 0.0, 1.0]])
+
+
+def alignment_parameters(K: np.ndarray, K_aligned: np.ndarray) -> tuple:
+    """(m, s, p, q) with ``aligned_intrinsics(K, m, s, p, q) == K_aligned``; the inverse."""
+    K, K1 = np.asarray(K, dtype=np.float64), np.asarray(K_aligned, dtype=np.float64)
+    m = K1[0, 0] / K[0, 0]
+    s = K1[1, 1] / (K[1, 1] * m)
+    return float(m), float(s), float(K1[0, 2] - K[0, 2]), float(K1[1, 2] - K[1, 2])

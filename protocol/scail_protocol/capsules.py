@@ -1,7 +1,7 @@
 """The capsule scene of the conditioning render: which limbs, where, what colour, how shaded.
 
 Shared by the backend's taichi renderer and the Blender-side renderer so that both draw the same
-thing (reference §6). All geometry is in the OpenCV camera frame, millimetres.
+thing (docs/pipeline.md §6). All geometry is in the OpenCV camera frame, millimetres.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import numpy as np
 from . import joints as J
 from .palette import limb_colors_rgb8, shader_rgba
 
-CAPSULE_RADIUS_MM = 21.5  # reference §6.2
+CAPSULE_RADIUS_MM = 21.5  # docs/pipeline.md §6.2
 
-# Shading (reference §6.4): RGB = base·(AMBIENT + DIFFUSE·n·l)·k + SPECULAR·spec^SHININESS·k.
+# Shading (docs/pipeline.md §6.4): RGB = base·(AMBIENT + DIFFUSE·n·l)·k + SPECULAR·spec^SHININESS·k.
 AMBIENT = 0.3
 DIFFUSE = 0.7
 SPECULAR = 0.5
 SHININESS = 32.0
 
-# Depth attenuation constants (reference §6.3).
+# Depth attenuation constants (docs/pipeline.md §6.3).
 ZNEAR_MM = 0.1
 ZFAR_MIN_MM = 10000.0
 ZFAR_MAX_MM = 25000.0
@@ -49,7 +49,7 @@ class DepthRange:
 
     @classmethod
     def from_z_range(cls, z_min: float, z_max: float) -> "DepthRange":
-        """Constants for endpoints spanning [z_min, z_max] mm (reference §6.3)."""
+        """Constants for endpoints spanning [z_min, z_max] mm (docs/pipeline.md §6.3)."""
         return cls(
             znear=ZNEAR_MM,
             zfar=float(np.clip(z_max, ZFAR_MIN_MM, ZFAR_MAX_MM)),
@@ -90,7 +90,7 @@ def frame_capsules(joints_op18_mm: np.ndarray) -> CapsuleScene:
 
     A limb is drawn only when both endpoints are present (finite). People are appended in order,
     each in the reference draw order; with one person the default palette is used, with several
-    the pastel/saturated palettes of the multi-person path (reference §10).
+    the pastel/saturated palettes of the multi-person path (docs/pipeline.md §10).
 
     Args:
         joints_op18_mm: (P, 18, 3) OpenPose-18 joints, camera frame, mm; NaN = missing.

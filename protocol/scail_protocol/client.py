@@ -1,12 +1,12 @@
 """``BackendClient``: talk to a ``scail-pose serve`` backend over one ZeroMQ DEALER socket.
 
 Used by the Blender add-on (inside Blender's Python: numpy and pyzmq only) and by
-``scail-pose client ...``. Two ways to use it:
-
-* blocking: ``hello()``, ``extract(...)`` / ``render(...)`` / ``run(...)`` return a job id,
-  ``wait(job_id, progress=...)`` returns a :class:`JobResult`, ``download_video(...)``;
-* non-blocking: submit, then call ``poll(timeout_ms=0)`` from a timer; it returns the decoded
-  events (``progress``, ``result``, ``error``, ``cancelled``) and never waits.
+``scail-pose client ...``. The socket, signing, heartbeats and timeouts live here; what is said
+over it (upload, extract, render, download, ...) is written once in
+:mod:`scail_protocol.conversation`, run blocking with :meth:`BackendClient.run` or a step at a
+time from a UI timer with :class:`~scail_protocol.exchange.Exchange`. The blocking
+shortcuts below (``hello``, ``upload``, ``wait``, ``download_video``, ...) run those
+conversations; ``poll(timeout_ms=0)`` returns whatever events arrived without waiting.
 
 Every blocking call has a timeout and says which address it tried. After a timeout the socket is
 replaced (a late reply to the old request cannot be mistaken for a new one); jobs keep running on
@@ -15,21 +15,20 @@ the server and :meth:`BackendClient.attach` picks one up again by id.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
+from . import conversation as C
+from .exchange import Exchange
 from . import messages as M
-from .errors import Cancelled, ProtocolError, ScailError
+from .conversation import JobResult, ProgressFn
+from .errors import ProtocolError, ScailError, ServerTimeout
 from .sequence import PoseSequence
-from .wire import (DEFAULT_MAX_MESSAGE_BYTES, Message, RefusedMessage, Session,
-                   sequence_from_message, sequence_parts)
+from .wire import DEFAULT_MAX_MESSAGE_BYTES, Message, RefusedMessage, Session, version_advice
 
 log = logging.getLogger(__name__)
 
@@ -38,31 +37,8 @@ DEFAULT_TIMEOUT_S = 10.0  # silence after which a blocking call gives up
 HEARTBEAT_S = 2.0  # how often a client with active jobs says it is alive
 KEY_FILE_NAME = "server.key"
 
-ProgressFn = Callable[[str, int, int], None]
-_JOB_EVENTS = (M.PROGRESS, M.RESULT, M.ERROR, M.CANCELLED)
-
-
-class ServerTimeout(ScailError):
-    """The server did not answer in time (not running, unreachable, or stuck)."""
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """The outcome of a finished job.
-
-    Attributes:
-        job_id: the job's id.
-        job: the server's summary of the job (kind, state, times, report, ...).
-        poses: the estimated PoseSequence (extract, run), else None.
-        video: the rendered video on the server, ``{"bytes", "sha256", "path"}`` (``path`` only
-            when it was written under one of the server's roots), else None. Download it with
-            :meth:`BackendClient.download_video`.
-    """
-
-    job_id: str
-    job: dict
-    poses: Optional[PoseSequence] = None
-    video: Optional[dict] = None
+__all__ = ["BackendClient", "JobResult", "ServerTimeout", "DEFAULT_ADDRESS", "DEFAULT_TIMEOUT_S",
+           "default_key_file", "read_key_file"]
 
 
 def default_key_file() -> Path:
@@ -116,6 +92,7 @@ class BackendClient:
         self._socket = None
         self._events = deque()  # job events received while waiting for something else
         self.watching = set()  # ids of this client's jobs not yet finished
+        self.abandoned = set()  # ids of requests whose replies nobody waits for any more
         self._last_sent = self._last_heard = time.monotonic()
         self._connect()
 
@@ -128,7 +105,12 @@ class BackendClient:
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
-        sock.connect(self.address)
+        try:
+            sock.connect(self.address)
+        except (zmq.ZMQError, TypeError) as e:
+            sock.close(linger=0)
+            raise ScailError(f"cannot connect to {self.address!r}: {e}; give an address such "
+                             f"as {DEFAULT_ADDRESS}") from None
         self._socket = sock
         self._last_heard = time.monotonic()
 
@@ -167,38 +149,20 @@ class BackendClient:
         return msg
 
     def request(self, type: str, body: Optional[dict] = None, *, arrays=None,
-                job_id: Optional[str] = None, timeout_s: Optional[float] = None) -> Message:
+                timeout_s: Optional[float] = None) -> Message:
         """Send a request and wait for its reply; job events arriving meanwhile are kept.
 
         Raises:
             ServerTimeout: no reply within ``timeout_s`` (default: the client's).
             ScailError: the server answered with an error (class chosen by its code).
         """
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        sent = self.send(type, body, arrays=arrays, job_id=job_id)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._give_up(f"within {timeout_s:g} s")
-            reply = self._receive(remaining)
-            if reply is None:
-                continue
-            if reply.reply_to == sent.msg_id:
-                if reply.type == M.ERROR:
-                    raise M.error_from_reply(reply.body.get("code"), reply.body.get("message"))
-                return reply
-            if reply.type == M.ERROR and reply.reply_to is None and reply.job_id is None:
-                # The server could not authenticate a message from us; it cannot say which.
-                raise ProtocolError(f"{self.address} refused a message: "
-                                    f"{reply.body.get('message')}")
-            self._events.append(reply)
+        return self.converse(C.request(type, body, arrays), timeout_s=timeout_s)
 
     def poll(self, timeout_ms: int = 0) -> list:
         """Job events that have arrived, waiting at most ``timeout_ms`` for the first one.
 
-        Sends a heartbeat when one is due. Meant for a UI timer: with ``timeout_ms=0`` it never
-        blocks. Heartbeats are handled here and not returned.
+        Sends a heartbeat when one is due. With ``timeout_ms=0`` it never blocks. Heartbeats are
+        handled here and not returned.
 
         Returns:
             list of :class:`Message` (``progress``, ``result``, ``error``, ``cancelled``, ...).
@@ -208,26 +172,36 @@ class BackendClient:
                 than ``timeout_s`` (call :meth:`reconnect`, then :meth:`attach`).
             RefusedMessage: a message from the server failed validation (e.g. a different key).
         """
-        wait_s = max(0.0, timeout_ms / 1000.0) if not self._events else 0.0
-        while True:  # kept in self._events until the end, so nothing is lost if this raises
-            msg = self._receive(wait_s)
-            if msg is None:
-                break
-            self._events.append(msg)
-            wait_s = 0.0
-        events = list(self._events)
-        self._events.clear()
+        events, wait_s = [], max(0.0, timeout_ms / 1000.0)
+        try:
+            while (msg := self.receive(wait_s)) is not None:
+                events.append(msg)
+                wait_s = 0.0
+        except BaseException:
+            self._events.extendleft(reversed(events))  # nothing is lost if this raises
+            raise
         for msg in events:
             if msg.type == M.ACCEPTED:
                 self.watching.add(msg.body["job"]["id"])
             elif msg.type in (M.RESULT, M.ERROR, M.CANCELLED) and msg.reply_to is None:
                 self.watching.discard(msg.job_id)
         if self.watching and self.silent_for_s > self.timeout_s:
-            raise ServerTimeout(self._silence_message(f"within {self.timeout_s:g} s"))
+            raise ServerTimeout(self.silence_message(f"within {self.timeout_s:g} s"))
         return events
 
-    def _receive(self, wait_s: float) -> Optional[Message]:
-        """One message from the server (None when none came in ``wait_s``); heartbeats absorbed."""
+    def hand_back(self, messages) -> None:
+        """Keep ``messages`` (received, not used) for the next :meth:`receive` or :meth:`poll`."""
+        self._events.extend(messages)
+
+    def receive(self, wait_s: float = 0.0) -> Optional[Message]:
+        """The next message: one set aside while :meth:`request` waited, else one from the
+        socket (waiting at most ``wait_s``); None when none came. Heartbeats are absorbed."""
+        if self._events:
+            return self._events.popleft()
+        return self._read(wait_s)
+
+    def _read(self, wait_s: float) -> Optional[Message]:
+        """One message from the socket (None when none came in ``wait_s``)."""
         import zmq
 
         self._heartbeat_if_due()
@@ -238,23 +212,36 @@ class BackendClient:
             try:
                 msg = self.session.deserialize(frames)
             except RefusedMessage as e:
-                raise RefusedMessage(f"message from {self.address} refused: {e} (do the client "
-                                     f"and the server use the same key file?)") from None
+                raise RefusedMessage(self._refusal_message(e)) from None
             if msg.type != M.HEARTBEAT:
                 return msg
             wait_s = 0.0  # a heartbeat: take whatever else is already there
         return None
 
+    def _refusal_message(self, e: RefusedMessage) -> str:
+        if e.peer_version is not None:
+            return version_advice(e.peer_version, peer=f"the backend at {self.address}",
+                                  peer_program="the backend (scail-pose)",
+                                  here_program="this client (the Blender add-on or scail-pose)",
+                                  here_version=self.session.version)
+        return (f"message from {self.address} refused: {e} (do the client and the server use "
+                f"the same key file?)")
+
     def _heartbeat_if_due(self) -> None:
         if self.watching and time.monotonic() - self._last_sent >= self.heartbeat_s:
             self.send(M.HEARTBEAT)
 
-    def _silence_message(self, within: str) -> str:
+    def silence_message(self, within: str) -> str:
+        """"no reply from ADDRESS {within}; is `scail-pose serve` running?\""""
         return f"no reply from {self.address} {within}; is `scail-pose serve` running?"
 
-    def _give_up(self, within: str):
-        self.reconnect()
-        raise ServerTimeout(self._silence_message(within))
+    def refused(self, body: dict) -> ScailError:
+        """The error for an ``error`` the server could not tie to a request of ours (it could
+        not authenticate it, or it speaks another protocol version)."""
+        if body.get("code") == "version":
+            return ProtocolError(str(body.get("message")))
+        return ProtocolError(f"{self.address} refused a message: {body.get('message')} (do the "
+                             f"client and the server use the same key file?)")
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -289,103 +276,38 @@ class BackendClient:
         self.watching.add(job["id"])
         return job["id"]
 
-    def extract(self, video, *, upload: bool = False, estimator: str = "auto", resolution=None,
-                smoothing=None, out: Optional[str] = None) -> str:
-        """Submit video -> poses. ``video`` is a server-visible path, or a local file with
-        ``upload=True``. ``resolution``: working (H, W) in pixels for landscape input, None =
-        the server's default. ``smoothing``: temporal smoothing strength, None = off, else
-        "light", "medium", "strong", "default" or a number in [0, 1] (the server checks it).
-        ``out``: optional server path for ``poses.npz`` (under a root)."""
-        body = {"video": self._video_spec(video, upload), "estimator": estimator,
-                "resolution": _size_list(resolution), "smoothing": smoothing, "out": out}
-        return self.submit(M.EXTRACT, body)
+    # --- conversations, blocking ---------------------------------------------------------------
 
-    def render(self, poses, *, out: Optional[str] = None) -> str:
-        """Submit poses -> conditioning video. ``poses`` is a PoseSequence (sent inline) or a
-        server-visible ``.npz`` path. ``out``: optional server path for the ``.mp4``."""
-        if isinstance(poses, PoseSequence):
-            body, arrays = sequence_parts(poses)
-            return self.submit(M.RENDER, dict(body, out=out), arrays=arrays)
-        return self.submit(M.RENDER, {"poses_path": os.path.abspath(poses), "out": out})
+    def converse(self, conversation, progress: Optional[ProgressFn] = None, *,
+                 timeout_s: Optional[float] = None):
+        """Run a conversation of :mod:`scail_protocol.conversation` to its end; its result.
 
-    def run(self, video, *, upload: bool = False, estimator: str = "auto", resolution=None,
-            smoothing=None, out_dir: Optional[str] = None) -> str:
-        """Submit the whole pipeline: video -> poses -> conditioning video (options as
-        :meth:`extract`; ``out_dir``: optional server folder for both outputs)."""
-        body = {"video": self._video_spec(video, upload), "estimator": estimator,
-                "resolution": _size_list(resolution), "smoothing": smoothing, "out_dir": out_dir}
-        return self.submit(M.RUN, body)
+        Args:
+            conversation: the generator.
+            progress: called as ``progress(stage, done, total)`` for each report.
+            timeout_s: longest silence from the server (default: the client's).
 
-    def _video_spec(self, video, upload: bool) -> dict:
-        if upload:
-            return {"upload": self.upload(video), "name": Path(video).name}
-        return {"path": os.path.abspath(video)}
-
-    # --- files ---------------------------------------------------------------------------------
+        Raises:
+            ServerTimeout: the server went silent (not running, unreachable, killed).
+            ScailError: the server refused, or the job failed or was cancelled.
+        """
+        saved, self.timeout_s = self.timeout_s, self.timeout_s if timeout_s is None else timeout_s
+        try:
+            return Exchange(self, conversation, progress=progress).run()
+        finally:
+            self.timeout_s = saved
 
     def upload(self, path, progress: Optional[ProgressFn] = None) -> str:
-        """Upload a local file into the server's cache (resumes; skipped when already there).
-
-        Returns:
-            the file's sha256 (hex), which names it in later requests.
-        """
-        path = Path(path)
-        sha256, size = _file_sha256(path)
-        body = {"sha256": sha256, "size": size, "suffix": path.suffix}
-        have = self.request(M.UPLOAD_BEGIN, body).body["have"]
-        import numpy as np
-
-        with path.open("rb") as f:
-            while have < size:
-                if progress:
-                    progress("upload", have, size)
-                f.seek(have)
-                chunk = np.frombuffer(f.read(M.UPLOAD_CHUNK_BYTES), dtype=np.uint8)
-                have = self.request(M.UPLOAD_CHUNK, {"sha256": sha256, "offset": have},
-                                    arrays={"data": chunk}).body["have"]
-        if progress:
-            progress("upload", size, size)
-        return sha256
+        """Upload a local file into the server's cache; its sha256 (see ``conversation.upload``)."""
+        return self.converse(C.upload(path), progress)
 
     def fetch_poses(self, job_id: str) -> PoseSequence:
         """The PoseSequence a finished extract or run job produced."""
-        reply = self.request(M.FETCH, {"job_id": job_id, "what": "poses"})
-        return sequence_from_message(reply)
+        return self.converse(C.fetch_poses(job_id))
 
     def download_video(self, job_id: str, path, progress: Optional[ProgressFn] = None) -> Path:
         """Download a finished job's video to ``path`` (chunks; sha256 checked; atomic)."""
-        path = Path(path)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part",
-                                       dir=path.parent if str(path.parent) else ".")
-        except OSError as e:
-            raise ScailError(f"cannot write {path}: {e.strerror}") from None
-        digest, offset, total = hashlib.sha256(), 0, None
-        try:
-            with os.fdopen(fd, "wb") as f:
-                while total is None or offset < total:
-                    reply = self.request(M.FETCH, {"job_id": job_id, "what": "video",
-                                                   "offset": offset,
-                                                   "length": M.UPLOAD_CHUNK_BYTES})
-                    data = reply.array("data", dtype="uint8", shape=(None,))
-                    total, expected = reply.body["total"], reply.body["sha256"]
-                    if reply.body["offset"] != offset or (not len(data) and offset < total):
-                        raise ProtocolError(f"download of job {job_id}: bad chunk at {offset}")
-                    f.write(data.data)
-                    digest.update(data.data)
-                    offset += len(data)
-                    if progress:
-                        progress("download", offset, total)
-            if digest.hexdigest() != expected:
-                raise ProtocolError(f"download of job {job_id}: sha256 mismatch "
-                                    f"(got {digest.hexdigest()}, server says {expected})")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
-
-    # --- waiting -------------------------------------------------------------------------------
+        return self.converse(C.download_video(job_id, path), progress)
 
     def wait(self, job_id: str, progress: Optional[ProgressFn] = None,
              timeout_s: Optional[float] = None) -> JobResult:
@@ -402,58 +324,9 @@ class BackendClient:
             Cancelled: the job was cancelled.
             ScailError: the job failed (class chosen by the server's error code).
         """
-        silence_s = self.timeout_s if timeout_s is None else timeout_s
-        self.watching.add(job_id)
         self._last_heard = time.monotonic()
-        while True:
-            for index, msg in enumerate(self._events):
-                if msg.job_id == job_id and msg.type in _JOB_EVENTS:
-                    del self._events[index]
-                    break
-            else:
-                msg = self._receive(max(0.0, silence_s - self.silent_for_s))
-                if msg is None:
-                    if self.silent_for_s >= silence_s:
-                        self._give_up(f"within {silence_s:g} s while waiting for job {job_id}")
-                    continue
-                if msg.job_id != job_id or msg.type not in _JOB_EVENTS:
-                    self._events.append(msg)
-                    continue
-            if msg.type == M.PROGRESS:
-                if progress:
-                    progress(msg.body["stage"], msg.body["done"], msg.body["total"])
-                continue
-            self.watching.discard(job_id)
-            return self.result_from(msg)
+        return self.converse(C.wait_for(job_id), progress, timeout_s=timeout_s)
 
     def result_from(self, msg: Message) -> JobResult:
         """Turn a job's final event into a :class:`JobResult` (or raise its error)."""
-        if msg.type == M.CANCELLED:
-            raise Cancelled(f"job {msg.job_id} was cancelled")
-        if msg.type == M.ERROR:
-            raise M.error_from_reply(msg.body.get("code"), msg.body.get("message"))
-        if msg.type != M.RESULT:
-            raise ProtocolError(f"expected a job's final event, got {msg.type}")
-        poses = None
-        if msg.body.get("poses_inline"):
-            poses = sequence_from_message(msg)
-        elif msg.body.get("has_poses"):
-            poses = self.fetch_poses(msg.job_id)
-        return JobResult(job_id=msg.job_id, job=msg.body["job"], poses=poses,
-                         video=msg.body.get("video"))
-
-
-def _size_list(size):
-    return None if size is None else [int(v) for v in size]
-
-
-def _file_sha256(path: Path) -> tuple:
-    digest, size = hashlib.sha256(), 0
-    try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(M.UPLOAD_CHUNK_BYTES), b""):
-                digest.update(block)
-                size += len(block)
-    except OSError as e:
-        raise ScailError(f"cannot read {path} for upload: {e.strerror}") from None
-    return digest.hexdigest(), size
+        return self.converse(C.outcome(msg))

@@ -20,6 +20,10 @@ class ProtocolError(ScailError):
     """A wire message is malformed, unsigned, forged, replayed or too large."""
 
 
+class ServerTimeout(ScailError):
+    """The server did not answer in time (not running, unreachable, or stuck)."""
+
+
 class WeightsMissing(ScailError):
     """Model weights an estimator needs are not on disk."""
 
@@ -34,6 +38,15 @@ class EstimatorError(ScailError):
 
 class RenderError(ScailError):
     """The renderer cannot render the given input or write its output."""
+
+
+class AlignError(ScailError):
+    """Alignment to a reference image cannot be done (nobody in the image, nobody to align)."""
+
+
+class OutputError(ScailError):
+    """An output cannot be written where asked: it would replace an input, its folder is
+    missing or was replaced meanwhile, or the OS refused (full disk, read-only, permissions)."""
 
 
 class Cancelled(ScailError):

@@ -1,6 +1,6 @@
 """Joint tables: SMPL-24, OpenPose-18, the whole-body-134 layout, hands and face.
 
-Every joint order in the project is defined here and nowhere else (reference §0.1, §2.3, §5).
+Every joint order in the project is defined here and nowhere else (docs/pipeline.md §0.1, §2.3, §5).
 "Left" and "right" are always the subject's own.
 """
 
@@ -94,7 +94,8 @@ OPENPOSE18_NAMES = (
 OPENPOSE18 = {name: i for i, name in enumerate(OPENPOSE18_NAMES)}
 
 # OpenPose-18 index -> SMPL-24 source joint, as the reference renderer builds its 3D array
-# (reference §5). The "nose" slot takes the SMPL *head* joint; eyes and ears have no 3D source.
+# (docs/pipeline.md §5). The "nose" slot takes the SMPL *head* joint; eyes and ears have no 3D
+# source.
 OPENPOSE18_FROM_SMPL24 = (
     15,  # 0 nose <- head
     12,  # 1 neck
@@ -116,7 +117,8 @@ OPENPOSE18_FROM_SMPL24 = (
     MISSING,  # 17 left_ear
 )
 
-# OpenPose-18 index -> COCO-17 index (reference §2.3); the neck is synthesised from the shoulders.
+# OpenPose-18 index -> COCO-17 index (docs/pipeline.md §2.3); the neck is synthesised from the
+# shoulders.
 OPENPOSE18_FROM_COCO17 = (
     0,   # 0 nose
     MISSING,  # 1 neck = mean of COCO 5 and 6
@@ -138,7 +140,7 @@ OPENPOSE18_FROM_COCO17 = (
     3,   # 17 left_ear
 )
 
-# Limbs drawn as 3D capsules, as OpenPose-18 endpoint pairs (reference §6.1). Colours live in
+# Limbs drawn as 3D capsules, as OpenPose-18 endpoint pairs (docs/pipeline.md §6.1). Colours live in
 # ``palette.LIMB_COLORS_RGB8`` with the same index.
 OPENPOSE18_LIMBS = (
     (1, 2),    # 0 neck -> right_shoulder
@@ -163,7 +165,7 @@ OPENPOSE18_LIMBS = (
 # Order in which the reference inserts capsules into its scene: ties in depth go to the earlier.
 LIMB_DRAW_ORDER = (0, 2, 3, 1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16)
 
-# Head-orientation strokes of the 2D overlay ("cheek", reference §7), OpenPose-18 pairs.
+# Head-orientation strokes of the 2D overlay ("cheek", docs/pipeline.md §7), OpenPose-18 pairs.
 CHEEK_LIMBS = (
     (0, 14),   # nose -> right_eye
     (14, 16),  # right_eye -> right_ear

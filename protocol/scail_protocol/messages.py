@@ -11,12 +11,13 @@ Requests (client -> server) and the reply each gets::
     heartbeat      {}                                     -> heartbeat {queued, running}
     upload_begin   {sha256, size, suffix}                 -> upload_state {sha256, size, have}
     upload_chunk   {sha256, offset} + array "data" uint8  -> upload_state {sha256, have}
-    extract        {video, estimator?, resolution?, smoothing?, out?} -> accepted {job, position}
-    render         {poses + pose arrays | poses_path, out?} -> accepted {job, position}
-    run            {video, estimator?, resolution?, smoothing?, out_dir?}
+    extract        {video, estimator?, resolution?, smoothing?, out?, use_align?, reference?}
                                                           -> accepted {job, position}
-    align          (any)                                  -> error "unavailable" (not in this
-                                                             version)
+    render         {poses + pose arrays | poses_path, out?} -> accepted {job, position}
+    run            {video, estimator?, resolution?, smoothing?, out_dir?, use_align?, reference?}
+                                                          -> accepted {job, position}
+    align          {poses + pose arrays | poses_path, reference, estimator?, fallback?,
+                    adapt_bones?, render?, out?}          -> accepted {job, position}
     sleep, copy    diagnostic jobs (see scail_backend.server.tasks) -> accepted {job, position}
     status         {job_id}                               -> status {job}
     cancel         {job_id}                               -> status {job}
@@ -28,8 +29,17 @@ Requests (client -> server) and the reply each gets::
                                                              + array "data" uint8
 
 ``video`` is ``{"path": "/server/visible/file.mp4"}`` or ``{"upload": sha256, "name": "a.mp4"}``;
+``reference`` (the reference image of alignment) is given like ``video``; ``use_align: true``
+makes extract/run align their poses to it (run then writes ``poses_aligned.npz`` and
+``rendered_aligned.mp4`` into ``out_dir``); ``fallback`` is "clamped" (default) or "default",
+``adapt_bones`` a bool, align's ``estimator`` defaults to "same" (the one that made the poses);
+the result's ``report.alignment`` is the record stored in the poses' ``meta["alignment"]``.
 ``resolution`` is ``[H, W]`` or null; ``smoothing`` is null (off), a strength name ("light",
-"medium", "strong", "default", "off") or a number in [0, 1] (0 = off); ``out``/``out_dir``/``poses_path`` are absolute server
+"medium", "strong", "default", "off") or a number in [0, 1] (0 = off); ``cleanup`` (extract and
+run) is null or ``{max_people: int | null, order: "size" | "left_to_right", fill_gaps: frames,
+take_fit: bool, foot_lock: bool}``, every field optional, all off by default (capability flag
+``cleanup``);
+``out``/``out_dir``/``poses_path`` are absolute server
 paths inside the server's roots. ``job`` is a job summary (id, kind, state, stage, done, total,
 owner_connected, times, report or error). Pose arrays are those of
 :func:`scail_protocol.wire.sequence_parts` under the prefix ``poses``.
@@ -49,8 +59,8 @@ Any refused request gets ``error {code, message}`` with ``reply_to`` set to the 
 
 from __future__ import annotations
 
-from .errors import (Cancelled, EstimatorError, ProtocolError, RenderError, ScailError,
-                     SequenceError, VideoError, WeightsMissing)
+from .errors import (AlignError, Cancelled, EstimatorError, ProtocolError, RenderError,
+                     ScailError, SequenceError, VideoError, WeightsMissing)
 
 # requests
 HELLO = "hello"
@@ -102,6 +112,7 @@ ERROR_CLASSES = (
     ("estimator", EstimatorError),
     ("render", RenderError),
     ("weights", WeightsMissing),
+    ("align", AlignError),
 )
 
 
@@ -111,6 +122,8 @@ class ServerError(ScailError):
     Codes: ``not_found`` (no such job), ``busy`` (queue full), ``forbidden`` (path outside
     the server's roots), ``unavailable`` (feature not in this version), ``bad_state`` (e.g.
     fetching the result of an unfinished job), ``internal`` (a server bug; see its log), ``error``.
+    ``version`` (the peers speak different protocol versions; the message says which side to
+    update, docs/wire.md) arrives unauthenticated and is raised as a ProtocolError.
     """
 
     def __init__(self, code: str, message: str):

@@ -1,4 +1,5 @@
-"""The 2D overlay of the conditioning video: head strokes ("cheek"), hands and face (reference §7).
+"""The 2D overlay of the conditioning video: head strokes ("cheek"), hands and face
+(docs/pipeline.md §7).
 
 Pure numpy (no OpenCV): this module also runs inside Blender. Strokes are rasterised by
 :mod:`scail_protocol.raster` and :mod:`scail_protocol.raster_poly`, which reproduce OpenCV's
@@ -12,7 +13,7 @@ Per frame and person the reference draws, on a fresh RGB canvas:
 3. face landmarks 17-26 and 36-67 as white points of radius t;
 
 and adds that canvas to the frame's canvas **in uint8**, so where two people's strokes overlap the
-values wrap modulo 256 (reference §7 step 4, §14.10). t = min(max(int(min(H, W)/300), 1), 2).
+values wrap modulo 256 (docs/pipeline.md §7 step 4, §14.10). t = min(max(int(min(H, W)/300), 1), 2).
 
 Pixel convention: x = column, y = row, the centre of the top-left pixel is (0, 0); a point at
 (x, y) px is drawn at (int(x), int(y)) (truncation toward zero, the reference's int(x·W)).
@@ -26,16 +27,17 @@ import numpy as np
 
 from . import joints as J
 from . import palette
+from .contract import composite_channels
 from .raster import disks_pixels, ellipse_polygon
 from .raster_poly import convex_polygon_pixels, thick_lines_pixels
 
-# Visibility (reference §2.4, §14.20).
+# Visibility (docs/pipeline.md §2.4, §14.20).
 BODY_MIN_SCORE = 0.3        # body/cheek points are valid ("subset" != -1) when score > 0.3
 HAND_FACE_MIN_SCORE = 0.3   # hand/face points are kept when score >= 0.3 (else set to -1)
-MIN_VISIBLE_PX = 1          # reference §7: hand/face points need both int coordinates >= 1
+MIN_VISIBLE_PX = 1          # docs/pipeline.md §7: hand/face points need both int coordinates >= 1
 MAX_ABS_COORD_PX = 1 << 20  # ours: points farther out than this are treated as missing
 
-# Stroke sizes (reference §7).
+# Stroke sizes (docs/pipeline.md §7).
 CHEEK_HALF_WIDTH_PX = 4     # minor half-axis of the cheek ellipses
 CHEEK_POINT_RADIUS_PX = 4
 STROKE_DIVISOR_PX = 300     # t = min(max(int(min(H, W) / 300), 1), 2)
@@ -117,11 +119,9 @@ def overlay_pixels(kp2d_px: np.ndarray, score: np.ndarray, size, *,
 
 
 def composite_per_channel(render_rgba: np.ndarray, overlay_rgb: np.ndarray) -> np.ndarray:
-    """Put the overlay on top of a render, channel by channel (reference §7).
-
-    Each non-zero R, G or B value of the overlay replaces the render's value of that channel;
-    zero channels keep the render's value; alpha is untouched. E.g. overlay (0, 0, 255) over
-    (100, 100, 100, 204) gives (100, 100, 255, 204).
+    """Put the overlay on top of a render with :func:`scail_protocol.contract.composite_channels`
+    (docs/pipeline.md §7); alpha is untouched. E.g. overlay (0, 0, 255) over (100, 100, 100, 204)
+    gives (100, 100, 255, 204).
 
     Args:
         render_rgba: (H, W, 4) uint8 RGBA render.
@@ -139,7 +139,7 @@ def composite_per_channel(render_rgba: np.ndarray, overlay_rgb: np.ndarray) -> n
         raise ValueError(f"overlay must be {render_rgba.shape[:2] + (3,)} uint8, "
                          f"got {overlay_rgb.shape} {overlay_rgb.dtype}")
     out = render_rgba.copy()
-    np.copyto(out[..., :3], overlay_rgb, where=overlay_rgb != 0)
+    out[..., :3] = composite_channels(render_rgba[..., :3], overlay_rgb)
     return out
 
 

@@ -1,6 +1,6 @@
 """Colours of the conditioning render: capsule limbs, the 2D hand/face/head overlay.
 
-Base colours are 8-bit RGB as the reference writes them (reference §6.1, §7, §10). Derived
+Base colours are 8-bit RGB as the reference writes them (docs/pipeline.md §6.1, §7, §10). Derived
 forms (the shader's float RGBA, Blender material colours) are computed from these tables by the
 functions below, never stored as second tables.
 """
@@ -30,7 +30,7 @@ LIMB_COLORS_RGB8 = (
     (50, 0, 255),     # 16 L eye -> L ear: dark violet
 )
 
-# Several people (reference §10): first person pastel, second saturated.
+# Several people (docs/pipeline.md §10): first person pastel, second saturated.
 PASTEL_LIMB_COLORS_RGB8 = (
     (255, 150, 150), (180, 230, 240), (255, 180, 140), (255, 215, 150), (160, 200, 255),
     (100, 120, 255), (200, 255, 100), (100, 255, 100), (140, 255, 180), (120, 140, 255),
@@ -45,9 +45,9 @@ SATURATED_LIMB_COLORS_RGB8 = (
 )
 MULTI_PERSON_PALETTES = (PASTEL_LIMB_COLORS_RGB8, SATURATED_LIMB_COLORS_RGB8)
 
-LIMB_ALPHA = 0.8  # reference §6.1: every capsule's alpha; hit pixels get alpha 204
+LIMB_ALPHA = 0.8  # docs/pipeline.md §6.1: every capsule's alpha; hit pixels get alpha 204
 
-# --- 2D overlay (reference §7) ------------------------------------------------------------------
+# --- 2D overlay (docs/pipeline.md §7) ------------------------------------------------------------
 
 CHEEK_LIMB_COLORS_RGB8 = (  # before the canvas is dimmed by CHEEK_DIM
     (85, 0, 255),    # nose -> R eye
@@ -68,7 +68,8 @@ FACE_POINT_COLOR_RGB8 = (255, 255, 255)  # white dots on eyebrows, eyes, mouth
 
 
 def shader_rgba(rgb8) -> np.ndarray:
-    """Capsule shader colour of 8-bit base colours: RGB/300 + 0.15, alpha 0.8 (reference §6.1).
+    """Capsule shader colour of 8-bit base colours: RGB/300 + 0.15, alpha 0.8 (docs/pipeline.md
+    §6.1).
 
     Args:
         rgb8: (..., 3) ints 0-255.
@@ -81,11 +82,56 @@ def shader_rgba(rgb8) -> np.ndarray:
     return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)
 
 
+# People after the reference's two (§10) get palettes made from the saturated one by changing
+# only saturation and brightness, so every limb keeps its hue (the colour family SCAIL reads as
+# "which limb"): (saturation scale, value scale) per extra person, then the same again with the
+# hue turned by EXTRA_HUE_STEP_DEG per round. Chosen so that the palettes of 8 people are
+# pairwise distinct (tests/protocol/test_joints_palette.py measures it).
+EXTRA_PALETTE_SV = ((1.0, 0.55), (0.45, 0.9), (1.0, 0.35), (0.3, 0.65))
+EXTRA_HUE_STEP_DEG = 20.0
+
+
 def limb_colors_rgb8(person: int, num_people: int) -> tuple:
-    """8-bit limb palette of one person: the default for one person, pastel/saturated for more."""
+    """8-bit limb palette of one person: the default for one person; with several, the
+    reference's pastel and saturated palettes (§10) for persons 0 and 1, then generated ones
+    (:func:`extra_palette_rgb8`) for persons 2, 3, ...
+
+    Returns:
+        17 (R, G, B) int tuples by limb index of ``joints.OPENPOSE18_LIMBS``.
+    """
     if num_people <= 1:
         return LIMB_COLORS_RGB8
-    return MULTI_PERSON_PALETTES[person % len(MULTI_PERSON_PALETTES)]
+    if person < len(MULTI_PERSON_PALETTES):
+        return MULTI_PERSON_PALETTES[person]
+    return extra_palette_rgb8(person - len(MULTI_PERSON_PALETTES))
+
+
+def extra_palette_rgb8(index: int) -> tuple:
+    """The ``index``-th generated palette (person 2 + index): the saturated palette with its
+    saturation and brightness scaled by ``EXTRA_PALETTE_SV`` and, from the second round on, its
+    hue turned by ``EXTRA_HUE_STEP_DEG`` per round."""
+    s_scale, v_scale = EXTRA_PALETTE_SV[index % len(EXTRA_PALETTE_SV)]
+    hue_turn = (index // len(EXTRA_PALETTE_SV)) * EXTRA_HUE_STEP_DEG / 360.0
+    hsv = rgb_to_hsv(np.asarray(SATURATED_LIMB_COLORS_RGB8, np.float64) / 255.0)
+    hsv[:, 0] = (hsv[:, 0] + hue_turn) % 1.0
+    hsv[:, 1] *= s_scale
+    hsv[:, 2] *= v_scale
+    rgb = np.round(hsv_to_rgb(hsv) * 255.0).astype(int)
+    return tuple(tuple(int(c) for c in color) for color in rgb)
+
+
+def rgb_to_hsv(rgb) -> np.ndarray:
+    """RGB in [0, 1] to HSV in [0, 1] (hexcone model; the inverse of :func:`hsv_to_rgb`)."""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    v = rgb.max(-1)
+    delta = v - rgb.min(-1)
+    s = np.where(v > 0, delta / np.where(v > 0, v, 1.0), 0.0)
+    safe = np.where(delta > 0, delta, 1.0)
+    h = np.where(v == r, (g - b) / safe, np.where(v == g, 2.0 + (b - r) / safe,
+                                                  4.0 + (r - g) / safe))
+    h = np.where(delta > 0, (h / 6.0) % 1.0, 0.0)
+    return np.stack([h, s, v], axis=-1)
 
 
 def hsv_to_rgb(hsv) -> np.ndarray:
@@ -107,7 +153,8 @@ def hsv_to_rgb(hsv) -> np.ndarray:
 
 
 def hand_edge_colors_rgb8(num_edges: int = 20) -> np.ndarray:
-    """Rainbow colours of the hand edges: HSV(e / num_edges, 1, 1) * 255, rounded (reference §7).
+    """Rainbow colours of the hand edges: HSV(e / num_edges, 1, 1) * 255, rounded (docs/pipeline.md
+    §7).
 
     Returns:
         (num_edges, 3) uint8 RGB.

@@ -1,7 +1,7 @@
 """Integer rasterisers that reproduce OpenCV's 8-connected drawing, in pure numpy.
 
 The reference draws its 2D overlay with OpenCV (``cv2.line``, ``cv2.circle``, ``cv2.ellipse2Poly``
-+ ``cv2.fillConvexPoly``; reference §7). This module and :mod:`scail_protocol.raster_poly`
++ ``cv2.fillConvexPoly``; docs/pipeline.md §7). This module and :mod:`scail_protocol.raster_poly`
 (convex polygons, thick lines) re-implement those algorithms from their documented behaviour
 (integer Bresenham lines, midpoint circles, 16.16 fixed-point polygon scan conversion) so that
 the overlay can be drawn where OpenCV is absent (inside Blender).

@@ -7,10 +7,9 @@ demand by methods and are never stored.
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import joints as J
+from . import outputs
 from .camera import intrinsics_from_fov
 from .errors import SequenceError
 
@@ -164,7 +164,11 @@ class PoseSequence:
         arrays["fps"] = np.float64(self.fps)
         arrays["size"] = np.asarray(self.size, dtype=np.int64)
         arrays["meta"] = np.asarray(json.dumps(meta, sort_keys=True))
-        write_atomically(path, lambda f: np.savez_compressed(f, **arrays))
+        # Compressed in memory first: numpy leaves its ZipFile open when a write fails (a full
+        # disk), and its later clean-up would print a traceback; a plain write fails cleanly.
+        packed = io.BytesIO()
+        np.savez_compressed(packed, **arrays)
+        write_atomically(path, lambda f: f.write(packed.getbuffer()))
         return path
 
     @classmethod
@@ -218,26 +222,13 @@ class PoseSequence:
 
 
 def write_atomically(path, write) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place.
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place
+    (see :func:`scail_protocol.outputs.write_atomically`; kept here for existing callers).
 
-    Nothing is left at ``path`` (or beside it) if ``write`` fails.
+    Raises:
+        OutputError: the folder is missing, the disk is full, ...; nothing is left behind.
     """
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise SequenceError(f"cannot write {path}: folder {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
-    except OSError as e:
-        raise SequenceError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return outputs.write_atomically(path, write)
 
 
 # --- validation helpers ----------------------------------------------------------------------------

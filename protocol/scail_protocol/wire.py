@@ -38,6 +38,8 @@ SIGNATURE_HEX_CHARS = 64  # HMAC-SHA256 as lowercase hex
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 2**20  # all frames of one message together
 MAX_BUFFERS = 64  # raw array frames per message
 MAX_IDENTITIES = 16  # ROUTER hops in front of the delimiter (client, broker, ...)
+MAX_IDENTITY_BYTES = 255  # ZeroMQ routing ids are at most 255 bytes
+MAX_TAG_BYTES = 64  # "scail-pose/<version>"
 MAX_NDIM = 8
 DEFAULT_TIME_WINDOW_S = 300.0  # accepted clock difference between sender and receiver
 DEFAULT_REPLAY_HISTORY = 200_000  # nonces remembered to refuse replays
@@ -69,12 +71,16 @@ class RefusedMessage(ProtocolError):
         identities: the ROUTER identity frames in front of the delimiter (where to send an error
             reply), empty when unknown.
         msg_id: the sender's message id when the header was authentic (signature valid), else None.
+        peer_version: the sender's protocol version when the message was refused for speaking
+            another one, else None.
     """
 
-    def __init__(self, reason: str, identities: tuple = (), msg_id: Optional[str] = None):
+    def __init__(self, reason: str, identities: tuple = (), msg_id: Optional[str] = None,
+                 peer_version: Optional[int] = None):
         super().__init__(reason)
         self.identities = tuple(identities)
         self.msg_id = msg_id
+        self.peer_version = peer_version
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ class Session:
 
     def __init__(self, key: bytes, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  time_window_s: float = DEFAULT_TIME_WINDOW_S,
-                 replay_history: int = DEFAULT_REPLAY_HISTORY, clock=time.time):
+                 replay_history: int = DEFAULT_REPLAY_HISTORY, clock=time.time,
+                 not_before: Optional[float] = None, version: int = PROTOCOL_VERSION):
         if not isinstance(key, (bytes, bytearray)) or len(key) < MIN_KEY_BYTES:
             raise ProtocolError(f"the shared key must be at least {MIN_KEY_BYTES} bytes, "
                                 f"got {len(key) if isinstance(key, (bytes, bytearray)) else key!r}")
@@ -168,7 +175,11 @@ class Session:
         self.max_message_bytes = int(max_message_bytes)
         self.time_window_s = float(time_window_s)
         self.clock = clock
+        # A server passes its start time: its replay history starts empty, so a message signed
+        # before it started (captured, then replayed against the restarted server) is refused.
+        self.not_before = None if not_before is None else float(not_before)
         self._seen = _NonceHistory(replay_history)
+        self.version = int(version)  # the protocol version spoken (another one only in tests)
 
     # --- building ------------------------------------------------------------------------------
 
@@ -188,8 +199,11 @@ class Session:
 
     # --- pure encode / decode ------------------------------------------------------------------
 
-    def serialize(self, msg: Message) -> list:
+    def serialize(self, msg: Message, *, version: Optional[int] = None) -> list:
         """The frames of ``msg`` (identities, delimiter, tag, signature, header, body, buffers).
+
+        ``version`` other than this build's is only for telling a peer of that version that the
+        versions differ (the frames up to the body are laid out alike in every version).
 
         Raises:
             ProtocolError: the header fields, body or arrays cannot go on the wire (not JSON,
@@ -210,12 +224,13 @@ class Session:
         except (TypeError, ValueError) as e:
             raise ProtocolError(f"{msg.type}: body is not JSON-serialisable ({e})") from None
         parts = [header_bytes, body_bytes, *buffers]
-        return [*msg.identities, DELIM, PROTOCOL_TAG, self.sign(parts), *parts]
+        tag = _tag(self.version if version is None else version)
+        return [*msg.identities, DELIM, tag, self.sign(parts, tag), *parts]
 
-    def sign(self, parts: Sequence) -> bytes:
+    def sign(self, parts: Sequence, tag: Optional[bytes] = None) -> bytes:
         """HMAC-SHA256 (hex, as bytes) over the tag and ``parts`` (header, body, buffers)."""
         mac = self._hmac.copy()
-        for part in (PROTOCOL_TAG, *parts):
+        for part in (tag or _tag(self.version), *parts):
             view = memoryview(part)
             mac.update(view.nbytes.to_bytes(8, "big"))
             mac.update(view)
@@ -233,26 +248,30 @@ class Session:
         Raises:
             RefusedMessage: (a ProtocolError) naming the first check that failed.
         """
-        frames = [_as_bytes(f) for f in frames]
-        total = sum(len(f) for f in frames)
         if len(frames) > MAX_IDENTITIES + 5 + MAX_BUFFERS:
             raise RefusedMessage(f"malformed message: {len(frames)} frames, at most "
                                  f"{MAX_IDENTITIES + 5 + MAX_BUFFERS} allowed")
-        try:
-            split = frames.index(DELIM, 0, MAX_IDENTITIES + 1)
-        except ValueError:
-            raise RefusedMessage("malformed message: no delimiter frame") from None
-        identities = tuple(frames[:split])
+        # Views, not copies: a large message is checked (size, then signature) without being
+        # duplicated in memory, and accepted arrays view the received frames.
+        views = [_as_view(f) for f in frames]
+        total = sum(v.nbytes for v in views)
+        split = next((i for i, v in enumerate(views[:MAX_IDENTITIES + 1])
+                      if v.nbytes == len(DELIM) and v == DELIM), None)
+        if split is None or any(v.nbytes > MAX_IDENTITY_BYTES for v in views[:split]):
+            raise RefusedMessage("malformed message: no delimiter frame")
+        identities = tuple(v.tobytes() for v in views[:split])
         if total > self.max_message_bytes:
             raise RefusedMessage(f"message of {total} bytes exceeds the limit of "
                                  f"{self.max_message_bytes} bytes", identities)
-        rest = frames[split + 1:]
+        rest = views[split + 1:]
         if len(rest) < 4:
             raise RefusedMessage(f"truncated message: {len(rest)} frames after the delimiter, "
                                  f"expected at least 4 (tag, signature, header, body)", identities)
-        tag, signature, header_bytes, body_bytes, *buffers = rest
-        _check_tag(tag, identities)
-        self._check_signature(signature, rest[2:], identities)
+        tag, signature = rest[0][:MAX_TAG_BYTES].tobytes(), rest[1][:2 * SIGNATURE_HEX_CHARS]
+        _check_tag(tag if rest[0].nbytes <= MAX_TAG_BYTES else tag + b"...", self.version,
+                   identities)
+        self._check_signature(signature.tobytes(), rest[2:], identities)
+        header_bytes, body_bytes, buffers = rest[2].tobytes(), rest[3].tobytes(), rest[4:]
         header = _parse_json(header_bytes, "header", identities)
         try:
             _check_header(header)
@@ -279,6 +298,11 @@ class Session:
 
     def _check_fresh(self, header: dict, identities: tuple) -> None:
         now = self.clock()
+        if self.not_before is not None and header["ts"] < self.not_before:
+            raise RefusedMessage(
+                f"stale message: signed {self.not_before - header['ts']:.1f} s before this "
+                f"server started (a replay, or a clock behind this machine's); send it again",
+                identities, header["msg_id"])
         if self._seen.contains(header["nonce"]):
             raise RefusedMessage(f"replayed message: nonce {header['nonce']} was already seen",
                                  identities, header["msg_id"])
@@ -295,9 +319,11 @@ class Session:
 
     # --- sockets -------------------------------------------------------------------------------
 
-    def send(self, socket, msg: Message, flags: int = 0) -> None:
-        """Serialize ``msg`` and send it on a pyzmq socket."""
-        socket.send_multipart(self.serialize(msg), flags=flags, copy=False)
+    def send(self, socket, msg: Message, flags: int = 0, *,
+             version: Optional[int] = None) -> None:
+        """Serialize ``msg`` (see :meth:`serialize` for ``version``) and send it on a pyzmq
+        socket."""
+        socket.send_multipart(self.serialize(msg, version=version), flags=flags, copy=False)
 
     def recv(self, socket, flags: int = 0) -> Optional[Message]:
         """Receive and decode one message; None when ``flags`` has NOBLOCK and nothing is there.
@@ -308,7 +334,7 @@ class Session:
         import zmq
 
         try:
-            frames = socket.recv_multipart(flags)
+            frames = socket.recv_multipart(flags, copy=False)  # checked as views, not copied
         except zmq.Again:
             return None
         return self.deserialize(frames)
@@ -401,26 +427,52 @@ def sequence_from_message(msg: Message, prefix: str = "poses") -> PoseSequence:
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _as_bytes(frame) -> bytes:
-    if isinstance(frame, bytes):
-        return frame
+def _as_view(frame) -> memoryview:
+    """A flat byte view of a received frame (bytes, bytearray, memoryview or zmq.Frame)."""
     buffer = getattr(frame, "buffer", frame)  # zmq.Frame exposes .buffer
     try:
-        return bytes(memoryview(buffer))
-    except TypeError:
+        view = memoryview(buffer)
+        return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    except (TypeError, ValueError):
         raise RefusedMessage(f"malformed message: a frame is {type(frame).__name__}, "
                              f"not bytes") from None
 
 
-def _check_tag(tag: bytes, identities: tuple) -> None:
-    if tag == PROTOCOL_TAG:
+def _tag(version: int) -> bytes:
+    return PROTOCOL_NAME + b"/" + str(int(version)).encode()
+
+
+def _check_tag(tag: bytes, version: int, identities: tuple) -> None:
+    if tag == _tag(version):
         return
-    name, _, version = tag.partition(b"/")
+    name, _, peer = tag.partition(b"/")
     if name != PROTOCOL_NAME:
         raise RefusedMessage(f"not a scail-pose message: protocol tag {tag[:40]!r}", identities)
-    raise RefusedMessage(f"protocol version {version[:16].decode(errors='replace')!r} is not "
-                         f"supported (this build speaks {PROTOCOL_VERSION}); update the client "
-                         f"or the server so both match", identities)
+    try:
+        peer_version = int(peer[:16])
+    except ValueError:
+        raise RefusedMessage(f"malformed protocol tag {tag[:40]!r}", identities) from None
+    advice = version_advice(peer_version, peer="the sender", peer_program="the sender",
+                            here_program="this side", here_version=version)
+    raise RefusedMessage(f"protocol version '{peer_version}' is not supported: {advice}",
+                         identities, peer_version=peer_version)
+
+
+def version_advice(peer_version: int, *, peer: str, peer_program: str, here_program: str,
+                   here_version: int = PROTOCOL_VERSION) -> str:
+    """One line for a peer speaking another protocol version, saying which side to update.
+
+    Args:
+        peer_version: the version the peer speaks.
+        peer: who the peer is, e.g. "the backend at tcp://...".
+        peer_program, here_program: what to update on each side, e.g. "the backend
+            (scail-pose)", "this client (the Blender add-on or scail-pose)".
+        here_version: the version this side speaks.
+    """
+    older = here_program if peer_version > here_version else peer_program
+    return (f"{peer} speaks scail-pose protocol {peer_version} and {here_program} speaks "
+            f"{here_version}: update {older} so that both speak the same version "
+            f"(docs/wire.md, 'Versions')")
 
 
 def _reject_constant(name: str):

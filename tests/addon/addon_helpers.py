@@ -1,10 +1,16 @@
 """Helpers for the add-on tests: preferences, a real backend subprocess, the timer, checks.
 
 Everything talks over real ZeroMQ sockets on 127.0.0.1 with free ports.
+
+The backend always runs in its own process, from :func:`backend_python`: the add-on tests also
+run on Blender's newer Python (bpy 5.1+ is Python 3.13), where the backend's own dependencies
+(mediapipe, taichi) do not install, so CI points ``SCAIL_BACKEND_PYTHON`` at the main
+environment's interpreter (see ``.ci/run``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -18,6 +24,58 @@ import pytest
 PACKAGE = "scail_pose_studio"  # the extension id; Blender imports it as bl_ext.<repo>.<id>
 TEST_KEY = b"addon-test-key-0123456789abcdef"
 SERVER_START_S = 60.0
+
+
+def backend_python():
+    """The interpreter that runs ``scail_backend``: ``$SCAIL_BACKEND_PYTHON``, else this one
+    when it has the backend installed, else None (tests needing a backend skip)."""
+    configured = os.environ.get("SCAIL_BACKEND_PYTHON")
+    if configured:
+        return configured
+    return sys.executable if importlib.util.find_spec("scail_backend") is not None else None
+
+
+def require_backend_python() -> str:
+    """:func:`backend_python`, or skip the test when there is none."""
+    python = backend_python()
+    if python is None:
+        pytest.skip("no Python with scail_backend: set SCAIL_BACKEND_PYTHON")
+    return python
+
+
+def run_backend(code: str, timeout_s: float = 300.0) -> str:
+    """Run Python ``code`` with the backend's interpreter; returns its stdout.
+
+    Raises:
+        AssertionError: the code failed (its stderr is in the message).
+    """
+    env = dict(os.environ, TI_SKIP_VERSION_CHECK="ON")
+    env.pop("PYTHONPATH", None)  # the backend's own environment, not this one's
+    result = subprocess.run([require_backend_python(), "-c", code], capture_output=True,
+                            text=True, timeout=timeout_s, env=env)
+    assert result.returncode == 0, f"backend code failed: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+def synthetic_clip(out_dir: Path, *, motion: str = "wave", num_frames: int = 12,
+                   size=(256, 192)) -> Path:
+    """A short synthetic video of one person made by the backend's synth; its driving.mp4."""
+    run_backend("from scail_backend.synth.clip import make_clip; "
+                f"make_clip({str(out_dir)!r}, motion={motion!r}, num_frames={num_frames}, "
+                f"size={tuple(size)!r})")
+    return Path(out_dir) / "driving.mp4"
+
+
+def load_build_module():
+    """``blender_addon/build.py`` as a module (it is a script, not part of the add-on)."""
+    path = Path(__file__).resolve().parents[2] / "blender_addon" / "build.py"
+    spec = importlib.util.spec_from_file_location("scail_addon_build", path)
+    module = sys.modules.get(spec.name)
+    if module is None:
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return module
 
 
 def set_backend_prefs(address: str, key_file, timeout_s: float = 5.0):
@@ -50,10 +108,12 @@ class ServerProcess:
         self.root = tmp_path / "root"
         self.root.mkdir(exist_ok=True)
         self.address = f"tcp://127.0.0.1:{free_port()}"
-        command = [sys.executable, "-m", "scail_backend.cli", "serve", "--bind", self.address,
+        command = [require_backend_python(), "-m", "scail_backend.cli", "serve", "--bind",
+                   self.address,
                    "--key-file", str(self.key_file), "--root", str(self.root), "--root",
                    str(tmp_path), "--work-dir", str(tmp_path / "work")]
         env = dict(os.environ, TI_SKIP_VERSION_CHECK="ON")
+        env.pop("PYTHONPATH", None)
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env)
         self._wait_until_listening()

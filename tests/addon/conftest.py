@@ -43,9 +43,7 @@ def scene(addon):
 
 @pytest.fixture
 def server(tmp_path):
-    """A real backend on loopback; skipped when the server is not installed."""
-    if importlib.util.find_spec("scail_backend.server.broker") is None:
-        pytest.skip("scail_backend.server is not available")
+    """A real backend on loopback (run by ``backend_python()``); skipped when there is none."""
     proc = ServerProcess(tmp_path)
     yield proc
     proc.kill()

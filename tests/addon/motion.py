@@ -1,57 +1,41 @@
 """Synthetic takes for the add-on tests: a plausible moving skeleton with its 2D points.
 
-Joints are built by forward kinematics from smooth random joint rotations, so bone lengths are
-those of an adult (mm) plus a small per-frame jitter, as an estimator's output has.
+Joints are built by forward kinematics of the one procedural skeleton from smooth random joint
+rotations, so bone lengths are those of an adult (mm) plus a small per-frame jitter, as an
+estimator's output has.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scail_protocol import joints as J
+from scail_protocol import skeleton
 from scail_protocol.camera import intrinsics_from_fov, project
 from scail_protocol.sequence import PoseSequence
 
-# Rest offsets of each joint from its parent, camera frame (x right, y down, z forward), mm,
-# for a person facing the camera (their left is on the image's right, +x).
-_OFFSETS_MM = np.array([
-    (0, 0, 0), (-90, 80, 0), (90, 80, 0), (0, -110, 0), (0, 380, 0), (0, 380, 0), (0, -130, 0),
-    (0, 400, 0), (0, 400, 0), (0, -60, 0), (0, 60, -120), (0, 60, -120), (0, -210, 0),
-    (-70, -90, 0), (70, -90, 0), (0, -90, 0), (-120, 10, 0), (120, 10, 0), (-260, 0, 0),
-    (260, 0, 0), (-250, 0, 0), (250, 0, 0), (-80, 0, 0), (80, 0, 0)], dtype=np.float64)
-_OFFSETS_MM[:, 0] *= -1  # the table above is written for a person facing away
 
-
-def _rotations(angles: np.ndarray) -> np.ndarray:
-    """(..., 3) rotation vectors -> (..., 3, 3) matrices (Rodrigues)."""
-    theta = np.linalg.norm(angles, axis=-1, keepdims=True)[..., None]
-    k = np.divide(angles, np.maximum(theta[..., 0], 1e-12))
-    K = np.zeros(angles.shape[:-1] + (3, 3))
-    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -k[..., 2], k[..., 1], -k[..., 0]
-    K = K - np.swapaxes(K, -1, -2)
-    return np.eye(3) + np.sin(theta) * K + (1 - np.cos(theta)) * K @ K
+def _quaternions(angles: np.ndarray) -> np.ndarray:
+    """(..., 3) rotation vectors -> (..., 4) unit quaternions (w, x, y, z)."""
+    theta = np.linalg.norm(angles, axis=-1, keepdims=True)
+    axis = angles / np.maximum(theta, 1e-12)
+    return np.concatenate([np.cos(theta / 2), np.sin(theta / 2) * axis], axis=-1)
 
 
 def make_joints(num_frames: int, seed: int = 0, *, jitter_mm: float = 2.0,
                 depth_mm: float = 3500.0) -> np.ndarray:
-    """(T, 24, 3) float32 camera-frame joints (mm) of one moving person."""
+    """(T, 24, 3) float32 camera-frame joints (mm) of one moving person: the one procedural
+    skeleton (``scail_protocol.skeleton``) facing the camera, smooth random joint rotations."""
     rng = np.random.default_rng(seed)
     t = np.arange(num_frames)[:, None]
     freq = rng.uniform(0.02, 0.15, (1, 24, 3))
     phase = rng.uniform(0, 2 * np.pi, (1, 24, 3))
     amp = rng.uniform(0.1, 0.6, (1, 24, 3))
-    angles = amp * np.sin(freq * t[..., None] + phase)  # (T, 24, 3)
-    rot = _rotations(angles)
-    offsets = _OFFSETS_MM[None] * (1 + rng.normal(0, jitter_mm / 300.0, (num_frames, 24, 1)))
-    world_rot = np.empty_like(rot)
-    joints = np.empty((num_frames, 24, 3))
+    local = _quaternions(amp * np.sin(freq * t[..., None] + phase))  # (T, 24, 4)
+    offsets = skeleton.bone_offsets_mm()[None] * (
+        1 + rng.normal(0, jitter_mm / 300.0, (num_frames, 24, 1)))
     root = np.stack([300 * np.sin(0.01 * t[:, 0]), 100 + 20 * np.sin(0.05 * t[:, 0]),
                      depth_mm + 400 * np.cos(0.013 * t[:, 0])], -1)
-    for j, p in enumerate(J.SMPL24_PARENTS):
-        if p < 0:
-            world_rot[:, j], joints[:, j] = rot[:, j], root
-        else:
-            world_rot[:, j] = world_rot[:, p] @ rot[:, j]
-            joints[:, j] = joints[:, p] + np.einsum("tij,tj->ti", world_rot[:, p], offsets[:, j])
+    _, joints = skeleton.forward_kinematics(local, root, offsets)
     return joints.astype(np.float32)
 
 

@@ -3,16 +3,13 @@ unreachable backend, wrong key, missing video, backend killed mid-import, cancel
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from addon_helpers import (TEST_KEY, armature_objects, assert_nothing_imported, drive_timer, free_port,
-                      set_backend_prefs)
+from addon_helpers import (TEST_KEY, armature_objects, assert_nothing_imported, drive_timer,
+                           free_port, set_backend_prefs, synthetic_clip)
 from motion import make_sequence
 
 bpy = pytest.importorskip("bpy")
@@ -24,13 +21,8 @@ CLIP_FRAMES = 12
 def clip(tmp_path_factory):
     """A short synthetic video of a waving person (made by the backend's synth, in a subprocess
     so that its Blender scene does not replace the one under test)."""
-    if importlib.util.find_spec("scail_backend.synth.clip") is None:
-        pytest.skip("scail_backend.synth is not available")
-    out = tmp_path_factory.mktemp("clip")
-    code = ("from scail_backend.synth.clip import make_clip; "
-            f"make_clip({str(out)!r}, motion='wave', num_frames={CLIP_FRAMES}, size=(256, 192))")
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
-    return out / "driving.mp4"
+    return synthetic_clip(tmp_path_factory.mktemp("clip"), motion="wave",
+                          num_frames=CLIP_FRAMES, size=(256, 192))
 
 
 @pytest.fixture
@@ -182,13 +174,29 @@ def test_video_not_found_is_reported_before_contacting_the_backend(addon, scene,
     assert not addon.client.busy()
 
 
-def test_align_on_a_backend_without_it_is_refused_clearly(addon, scene, prefs, clip, tmp_path):
-    reference = tmp_path / "ref.png"
-    reference.write_bytes(b"\x89PNG")  # only its existence is checked here
-    with pytest.raises(RuntimeError, match="cannot align"):
-        bpy.ops.scail.import_video(filepath=str(clip), reference_path=str(reference),
-                                   use_align=True)
-    assert_nothing_imported()
+def test_align_on_a_backend_without_it_is_refused_clearly(addon):
+    hello = {"capabilities": {"extract": True, "align": False,
+                              "estimators": {"names": ["auto", "mediapipe"]}}}
+    with pytest.raises(Exception, match="cannot align"):
+        addon.jobs.check_capabilities(hello, "tcp://old:5555", {"estimator": "auto",
+                                                                  "use_align": True})
+
+
+def test_import_aligned_to_a_reference_gives_the_aligned_camera(addon, scene, server, prefs,
+                                                                  clip):
+    """Align to reference: the backend aligns, and the imported camera is the solve's K."""
+    video, reference = server.root / "driving.mp4", server.root / "ref.png"
+    shutil.copy(clip, video)
+    shutil.copy(clip.parent / "ref.png", reference)  # the synth clip's first frame
+    result = bpy.ops.scail.import_video(filepath=str(video), reference_path=str(reference),
+                                        estimator="MEDIAPIPE", use_align=True)
+    assert result == {"FINISHED"}
+    (obj,) = armature_objects()
+    seq = addon.export.export_sequence([obj], scene=scene)
+    record = seq.meta["alignment"]
+    assert record["reference"] == "ref.png" and record["solved"] is not None
+    K = addon.camera.read_K(scene.camera, scene, seq.height, seq.width)
+    np.testing.assert_allclose(K, record["K"], rtol=1e-5, atol=1e-3)
 
 
 def test_backend_killed_mid_import_leaves_nothing_behind(addon, scene, server, prefs, clip):

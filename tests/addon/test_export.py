@@ -99,7 +99,7 @@ def test_neck_edit_moves_face_and_body_points_with_the_head(addon, scene):
     head = J.SMPL24["head"]
     delta = C.project(out.joints3d[0, t, head], seq.K) - C.project(seq.joints3d[0, t, head], seq.K)
     assert np.linalg.norm(delta) > 1.0  # pixels
-    for part in (J.FACE, slice(0, 24)):  # face, OpenPose body and feet points (reference §9.5)
+    for part in (J.FACE, slice(0, 24)):  # face, body and feet points (docs/pipeline.md §9.5)
         np.testing.assert_allclose(out.kp2d[0, t, part], seq.kp2d[0, t, part] + delta, atol=1e-3)
     for part in (J.LEFT_HAND, J.RIGHT_HAND):
         np.testing.assert_allclose(out.kp2d[0, t, part], seq.kp2d[0, t, part], atol=1e-3)
@@ -167,7 +167,8 @@ def test_export_operator_writes_a_valid_pose_file(addon, scene, tmp_path):
 
 
 def test_export_without_scail_armatures_is_reported(addon, scene, tmp_path):
-    with pytest.raises(RuntimeError, match="no SCAIL armature"):
+    assert not bpy.ops.scail.export_motion.poll()  # greyed out in the menu, with the reason
+    with pytest.raises(RuntimeError, match="No SCAIL armature in the scene: import a take"):
         bpy.ops.scail.export_motion(filepath=str(tmp_path / "x.npz"))
     obj = bpy.data.objects.new("foreign", bpy.data.armatures.new("foreign"))
     obj["scail_person"] = 0  # looks like ours but carries no take data
@@ -202,6 +203,7 @@ def test_selected_armatures_pick_one_take_when_the_scene_holds_two(addon, scene,
         bpy.ops.scail.export_motion(filepath=str(tmp_path / "both.npz"))
     for obj in scene.objects:
         obj.select_set(obj == a)
+    scene.frame_start, scene.frame_end = 1, 6  # the second import set the range to its own
     assert bpy.ops.scail.export_motion(filepath=str(tmp_path / "one.npz")) == {"FINISHED"}
     out = PoseSequence.load(tmp_path / "one.npz")
     np.testing.assert_allclose(out.joints3d, first.joints3d, atol=ROUND_TRIP_MM)

@@ -19,6 +19,7 @@ import pytest
 ADDON_DIR = Path(__file__).resolve().parents[2] / "blender_addon"
 _spec = importlib.util.spec_from_file_location("scail_addon_build", ADDON_DIR / "build.py")
 build = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = build  # dataclasses look their module up there
 _spec.loader.exec_module(build)
 
 def _wheel_covers(platform: str, wheel: str) -> bool:
@@ -42,18 +43,28 @@ def test_manifest_passes_blenders_validation_rules(manifest):
     assert build.validate_manifest(manifest) == []
     assert manifest["schema_version"] == "1.0.0"
     assert manifest["id"] == "scail_pose_studio"
-    assert manifest["blender_version_min"] == "4.2.0"
+    assert (manifest["blender_version_min"], manifest["blender_version_max"]) == ("4.2.0", "5.4.0")
     assert set(manifest["permissions"]) == {"network", "files"}
 
 
-def test_manifest_lists_pyzmq_for_every_platform_and_the_protocol_wheel(manifest):
-    wheels = [Path(w).name for w in manifest["wheels"]]
-    assert all(w.startswith("./wheels/") for w in manifest["wheels"])
+@pytest.mark.parametrize("build_index", range(len(build.BUILDS)))
+def test_each_build_gets_pyzmq_for_every_platform_of_its_python_only(manifest, build_index):
+    one = build.BUILDS[build_index]
+    wheels = [Path(w).name for w in build.wheels_for(manifest, one)]
     pyzmq = [w for w in wheels if w.startswith("pyzmq-")]
-    assert all("-cp311-" in w for w in pyzmq)  # Blender 4.2-5.0 embed Python 3.11
+    assert pyzmq and all(build.wheel_tag(w) in one.wheel_tags for w in pyzmq)
     for platform in manifest["platforms"]:
         assert any(_wheel_covers(platform, w) for w in pyzmq), f"no pyzmq wheel for {platform}"
     assert f"scail_protocol-{build.protocol_version()}-py3-none-any.whl" in wheels
+
+
+def test_builds_cover_blender_4_2_to_5_3_without_gaps(manifest):
+    ranges = [(b.blender_min, b.blender_max) for b in build.BUILDS]
+    assert ranges[0][0] == manifest["blender_version_min"] == "4.2.0"
+    assert ranges[-1][1] == manifest["blender_version_max"] == "5.4.0"  # exclusive: 5.3.x
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert [b.python for b in build.BUILDS] == ["3.11", "3.13"]
+    assert [b.label for b in build.BUILDS] == ["4.2-5.0", "5.1-5.3"]
 
 
 @pytest.mark.parametrize("field,value,problem", [
@@ -62,6 +73,8 @@ def test_manifest_lists_pyzmq_for_every_platform_and_the_protocol_wheel(manifest
     ("tagline", "x" * 65, "at most 64"),
     ("blender_version_min", "4.1.0", "4.2.0+"),
     ("blender_version_min", "4.2", "three numbers"),
+    ("blender_version_max", "4.1.0", "must be above"),
+    ("blender_version_max", "5", "three numbers"),
     ("license", ["GPL"], "SPDX"),
     ("permissions", {"network": "Talks to the backend", "disk": "Writes files"}, "unknown permission"),
     ("permissions", {"files": "Reads videos."}, "punctuation"),
@@ -100,23 +113,31 @@ def test_protocol_wheel_is_a_valid_importable_pure_python_wheel(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def built_zip(tmp_path_factory):
-    """The installable zip; pyzmq wheels come from the package registry when not cached."""
+def built_zips(tmp_path_factory):
+    """The installable zips; pyzmq wheels come from the package registry when not cached."""
     try:
-        return build.build_zip(tmp_path_factory.mktemp("dist"))
+        return build.build_zips(tmp_path_factory.mktemp("dist"))
     except build.BuildError as e:
         if "pip download failed" in str(e):
             pytest.skip(f"pyzmq wheels cannot be downloaded here: {e}")
         raise
 
 
-def test_build_zip_has_the_addon_the_manifest_and_every_wheel(built_zip, manifest):
-    assert built_zip.name == "scail_pose_studio-0.1.0.zip"
-    with zipfile.ZipFile(built_zip) as zf:
-        names = set(zf.namelist())
-    assert {"blender_manifest.toml", "__init__.py", "operators.py", "armature.py"} <= names
-    assert {w[2:] for w in manifest["wheels"]} <= names
-    assert "build.py" not in names and not any("__pycache__" in n for n in names)
+def test_one_zip_per_blender_python_with_its_range_and_wheels(built_zips, manifest):
+    assert [z.name for z in built_zips] == ["scail_pose_studio-0.1.0-blender-4.2-5.0.zip",
+                                            "scail_pose_studio-0.1.0-blender-5.1-5.3.zip"]
+    for one, path in zip(build.BUILDS, built_zips):
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+            inside = build.tomllib.loads(zf.read("blender_manifest.toml").decode())
+        assert (inside["blender_version_min"], inside["blender_version_max"]) == \
+            (one.blender_min, one.blender_max)
+        assert inside["wheels"] == build.wheels_for(manifest, one)
+        assert {w[2:] for w in inside["wheels"]} == {n for n in names if n.endswith(".whl")}
+        assert not [n for n in names if n.endswith(".whl")
+                    and build.wheel_tag(n) not in one.wheel_tags + ("py3-none",)]
+        assert {"__init__.py", "operators.py", "armature.py", "render.py", "frame_io.py"} <= names
+        assert "build.py" not in names and not any("__pycache__" in n for n in names)
 
 
 def blender_extension_cli() -> Path:
@@ -129,11 +150,12 @@ def blender_extension_cli() -> Path:
     return path
 
 
-def test_built_zip_passes_blenders_own_extension_validator(built_zip):
-    result = subprocess.run([sys.executable, str(blender_extension_cli()), "validate",
-                             str(built_zip)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Success" in result.stdout
+def test_built_zips_pass_blenders_own_extension_validator(built_zips):
+    for path in built_zips:
+        result = subprocess.run([sys.executable, str(blender_extension_cli()), "validate",
+                                 str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Success" in result.stdout
 
 
 def test_blenders_validator_rejects_a_broken_manifest(tmp_path):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import numpy as np
 import pytest
+from addon_helpers import run_backend
 from motion import make_sequence
 from scail_protocol import camera as C
 from scail_protocol import capsules, palette
@@ -31,21 +29,27 @@ def _compare(blender_rgba, backend_rgba) -> tuple:
     return float(iou), float(diff[both].mean())
 
 
+def backend_frames(seq, tmp_path) -> np.ndarray:
+    """(T, H, W, 4) uint8 frames of the backend's taichi renderer (CPU), run by the backend's
+    own Python (see ``addon_helpers.backend_python``)."""
+    poses, out = seq.save(tmp_path / "poses.npz"), tmp_path / "backend.npy"
+    run_backend("import numpy as np; from scail_protocol.sequence import PoseSequence; "
+                "from scail_backend.render.pipeline import iter_rendered_frames; "
+                f"seq = PoseSequence.load({str(poses)!r}); "
+                "frames = [f.copy() for f in iter_rendered_frames(seq, arch='cpu', overlay=True)]; "
+                f"np.save({str(out)!r}, np.stack(frames))")
+    return np.load(out)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("num_people,size", [(1, SIZE), (2, (256, 448))])
 def test_blender_render_matches_the_backend_renderer(addon, scene, num_people, size, tmp_path):
-    if importlib.util.find_spec("scail_backend.render.pipeline") is None:
-        pytest.skip("the backend renderer is not available")
-    os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
-    from scail_backend.render.pipeline import iter_rendered_frames
-
     seq = _single_pose(size, num_people)
     (blender,) = list(addon.render.render_frames(seq, overlay=True))
-    (backend,) = [f.copy() for f in iter_rendered_frames(seq, arch="cpu", overlay=True)]
+    (backend,) = backend_frames(seq, tmp_path)
     iou, color_diff = _compare(blender, backend)
     print(f"\nBlender vs backend, {num_people} person(s) {size}: foreground IoU {iou:.4f}, "
           f"mean colour difference {color_diff:.2f} / 255")
-    np.save(tmp_path / "blender.npy", blender)
     assert iou >= MIN_IOU
     assert color_diff <= MAX_MEAN_COLOR_DIFF
     assert set(np.unique(blender[..., 3])) <= {0, 204}
@@ -113,9 +117,42 @@ def test_render_operator_writes_a_16_fps_h264_video(addon, scene, tmp_path):
 
 
 def test_render_with_no_armature_or_bad_folder_is_reported(addon, scene, tmp_path):
-    with pytest.raises(RuntimeError, match="no SCAIL armature"):
+    assert not bpy.ops.scail.render_conditioning.poll()  # greyed out, with the reason:
+    with pytest.raises(RuntimeError, match="No SCAIL armature in the scene: import a take"):
         bpy.ops.scail.render_conditioning(filepath=str(tmp_path / "x.mp4"))
     addon.armature.import_sequence(make_sequence(2, size=SIZE), scene.collection, scene=scene)
     with pytest.raises(RuntimeError, match="does not exist"):
         bpy.ops.scail.render_conditioning(filepath=str(tmp_path / "no" / "x.mp4"))
     assert [s.name for s in bpy.data.scenes] == [scene.name]
+
+
+@pytest.mark.slow
+def test_a_take_renders_as_the_backend_draws_it_in_one_job_or_in_runs(addon, scene, tmp_path):
+    """Several frames, a person missing on some: the animation render (one Cycles job, or the
+    short runs the UI's timer uses) gives the backend's picture on every frame."""
+    seq = make_sequence(5, num_people=2, size=SIZE, seed=8, gaps=[(1, 1, 3)])
+    one_job = list(addon.render.render_frames(seq, overlay=True))
+    in_runs = list(addon.render.render_frames(seq, overlay=True, job_seconds=1e-6))
+    backend = backend_frames(seq, tmp_path)
+    assert len(one_job) == len(in_runs) == len(backend) == 5
+    for t, (a, b, ref) in enumerate(zip(one_job, in_runs, backend)):
+        np.testing.assert_array_equal(a, b)
+        iou, color_diff = _compare(a, ref)
+        assert iou >= MIN_IOU and color_diff <= MAX_MEAN_COLOR_DIFF, (t, iou, color_diff)
+    assert [s.name for s in bpy.data.scenes] == [scene.name]
+    assert not [o for o in bpy.data.objects if o.name.startswith("SCAIL conditioning")]
+
+
+def test_render_border_holds_every_capsule_and_falls_back_near_the_camera(addon):
+    seq = make_sequence(3, size=SIZE, seed=2)
+    joints = seq.openpose18_3d()
+    u_min, u_max, v_min, v_max = addon.render.render_border(joints, seq.K, SIZE)
+    uv = C.project(joints.reshape(-1, 3), seq.K)
+    uv = uv[np.isfinite(uv).all(axis=1)]
+    assert (uv[:, 0] >= u_min).all() and (uv[:, 0] <= u_max).all()
+    assert (uv[:, 1] >= v_min).all() and (uv[:, 1] <= v_max).all()
+    assert 0 <= u_min < u_max <= SIZE[1] and 0 <= v_min < v_max <= SIZE[0]
+    near = joints.copy()
+    near[0, 0, 1, 2] = 30.0  # a joint 3 cm from the camera: its capsule may fill the frame
+    assert addon.render.render_border(near, seq.K, SIZE) is None
+    assert addon.render.render_border(np.full_like(joints, np.nan), seq.K, SIZE) == (0, 1, 0, 1)

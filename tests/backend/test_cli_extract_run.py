@@ -16,6 +16,7 @@ from scail_protocol.sequence import PoseSequence
 from video_helpers import noise_frame, pattern_frame, write_clip
 
 EXIT_ERROR = 2
+EXIT_NOBODY = 3
 
 
 def _listing(folder):
@@ -102,10 +103,12 @@ def test_extract_nlf_without_weights(tmp_path, capsys, empty_clip):
     assert not (tmp_path / "p.npz").exists()
 
 
-def test_extract_clip_without_anybody_warns_and_writes_nan_poses(tmp_path, capsys, empty_clip,
-                                                                 umask_022):
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_extract_clip_without_anybody_says_so_exits_3_and_writes_nan_poses(
+        tmp_path, capsys, empty_clip, umask_022, quiet):
     out = tmp_path / "poses.npz"
-    assert main(["extract", str(empty_clip), "-o", str(out), "--estimator", "mediapipe"]) == 0
+    assert main([*quiet, "extract", str(empty_clip), "-o", str(out), "--estimator",
+                 "mediapipe"]) == EXIT_NOBODY
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert out.stat().st_mode & 0o777 == 0o644
@@ -123,7 +126,7 @@ def test_extract_smooth_flag_reaches_the_poses(tmp_path, empty_clip, flag, stren
 
     out = tmp_path / "poses.npz"
     assert main(["-q", "extract", str(empty_clip), "-o", str(out), "--estimator", "mediapipe",
-                 *flag]) == 0
+                 *flag]) == EXIT_NOBODY  # nobody in the clip
     meta = PoseSequence.load(out).meta
     if strength is None:
         assert "smoothing" not in meta  # off by default, as the reference
@@ -183,10 +186,10 @@ def test_run_unreadable_folder(tmp_path, capsys):
         folder.chmod(0o755)
 
 
-def test_run_without_anybody_gives_a_valid_black_video(job, capsys, umask_022):
+def test_run_without_anybody_gives_a_valid_black_video_and_exits_3(job, capsys, umask_022):
     import av
 
-    assert main(["run", str(job), "--estimator", "mediapipe", "--arch", "cpu"]) == 0
+    assert main(["run", str(job), "--estimator", "mediapipe", "--arch", "cpu"]) == EXIT_NOBODY
     captured = capsys.readouterr()
     assert captured.out.split() == [str(job / "poses.npz"), str(job / "rendered.mp4")]
     assert "no person found" in captured.err and "no reference image" in captured.err
@@ -201,10 +204,13 @@ def test_run_without_anybody_gives_a_valid_black_video(job, capsys, umask_022):
     assert max(int(f.max()) for f in frames) <= 8  # black, up to codec noise
 
 
-def test_run_smooth_flag_reaches_the_poses(job):
+def test_run_smooth_flag_reaches_the_poses_and_quiet_keeps_warnings(job, capsys):
     assert main(["-q", "run", str(job), "--estimator", "mediapipe", "--arch", "cpu",
-                 "--smooth", "light"]) == 0
+                 "--smooth", "light"]) == EXIT_NOBODY
     assert PoseSequence.load(job / "poses.npz").meta["smoothing"]["strength"] == 0.25
+    err = capsys.readouterr().err
+    assert "WARNING" in err and "no reference image" in err  # -q hides progress, not warnings
+    assert "estimate:" not in err and "render:" not in err and "INFO" not in err  # no bars
 
 
 @pytest.mark.parametrize("stage", ["estimate", "render"])
@@ -223,7 +229,7 @@ def test_run_without_dir_reuses_the_demo_folder(tmp_path, monkeypatch, capsys):
     demo.mkdir()
     write_clip(demo / "driving.mp4", frames=4, size=(96, 160), make=pattern_frame)
     monkeypatch.chdir(tmp_path)
-    assert main(["run", "--estimator", "mediapipe", "--arch", "cpu"]) == 0
+    assert main(["run", "--estimator", "mediapipe", "--arch", "cpu"]) == EXIT_NOBODY  # a pattern
     out = capsys.readouterr().out.split()
     assert [os.path.basename(p) for p in out] == ["poses.npz", "rendered.mp4"]
     assert (demo / "rendered.mp4").is_file() and (demo / "poses.npz").is_file()

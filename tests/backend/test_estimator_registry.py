@@ -9,7 +9,7 @@ import pytest
 
 from scail_backend import weights
 from scail_backend.cli import main
-from scail_backend.estimators import base
+from scail_backend.estimators import registry
 from scail_protocol.errors import EstimatorError, WeightsMissing
 
 NLF_FILES = [f for f in weights.load_manifest() if "nlf" in f.used_by]
@@ -40,18 +40,18 @@ def test_weights_dir_resolves_argument_then_env_then_project(tmp_path, monkeypat
 
 
 def test_auto_chooses_mediapipe_without_weights_and_says_why(tmp_path):
-    name, reason = base.choose("auto", weights_dir=tmp_path)
+    name, reason = registry.choose("auto", weights_dir=tmp_path)
     assert name == "mediapipe"
     assert str(tmp_path) in reason and "weights download" in reason
 
 
-def test_auto_chooses_mediapipe_while_nlf_is_not_available(full_weights):
-    name, reason = base.choose("auto", weights_dir=full_weights)
-    assert name == "mediapipe" and "later release" in reason
+def test_auto_chooses_mediapipe_when_the_nlf_files_are_not_models(full_weights):
+    name, reason = registry.choose("auto", weights_dir=full_weights)
+    assert name == "mediapipe" and "yolox_l.onnx" in reason and "download" in reason
 
 
 def test_resolve_auto_creates_mediapipe(tmp_path):
-    estimator, reason = base.resolve("auto", weights_dir=tmp_path)
+    estimator, reason = registry.resolve("auto", weights_dir=tmp_path)
     try:
         assert estimator.name == "mediapipe" and not estimator.needs_weights
         assert estimator.device == "cpu" and "mediapipe" in estimator.version
@@ -61,20 +61,82 @@ def test_resolve_auto_creates_mediapipe(tmp_path):
 
 def test_nlf_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(WeightsMissing) as info:
-        base.create("nlf", weights_dir=tmp_path)
+        registry.create("nlf", weights_dir=tmp_path)
     message = str(info.value)
     assert str(tmp_path) in message
     assert "scail-pose weights download" in message and "--estimator mediapipe" in message
 
 
-def test_nlf_with_weights_says_it_arrives_later(full_weights):
-    with pytest.raises(EstimatorError, match="later release"):
-        base.create("nlf", weights_dir=full_weights)
+def test_nlf_with_empty_weight_files_names_the_file_and_the_fix(full_weights):
+    with pytest.raises(WeightsMissing, match="yolox_l.onnx is not the YOLOX-L .* download"):
+        registry.create("nlf", weights_dir=full_weights, device="cpu")
 
 
 def test_unknown_estimator_lists_the_choices():
     with pytest.raises(EstimatorError, match="auto, mediapipe, nlf"):
-        base.create("openpose")
+        registry.create("openpose")
+
+
+def test_registry_imports_no_estimator_module():
+    """Asking the registry for names imports no estimator (no import circle, cheap --help)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from scail_backend.estimators import registry; registry.names(); "
+            "print(sorted(m for m in sys.modules if m.startswith('scail_backend.estimators.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("['scail_backend.estimators.base', "
+                                  "'scail_backend.estimators.registry']")
+
+
+def test_every_estimator_says_whether_it_runs_here(tmp_path, full_weights):
+    for name in registry.ESTIMATORS:
+        state = registry.availability(name, weights_dir=tmp_path)
+        assert state.name == name and state.label and state.ok == (not state.reason)
+    assert registry.availability("mediapipe").ok
+    missing = registry.availability("nlf", weights_dir=tmp_path)
+    assert not missing.ok and str(tmp_path) in missing.reason
+    assert "yolox_l.onnx" in registry.availability("nlf", weights_dir=full_weights).reason
+
+
+def test_capabilities_offer_only_what_can_run_and_say_why_not(tmp_path):
+    caps = registry.capabilities(weights_dir=tmp_path)
+    assert caps["names"] == ["auto", "mediapipe"] and caps["auto"] == "mediapipe"
+    assert caps["all"]["nlf"]["available"] is False and caps["all"]["nlf"]["reason"]
+    assert caps["all"]["mediapipe"] == {"available": True, "reason": "",
+                                        "label": registry.availability("mediapipe").label}
+
+
+class _BrokenModels:
+    """An estimator that looks able to run but whose models fail to load."""
+
+    name, label = "broken", "Broken"
+
+    @classmethod
+    def availability(cls, *, weights_dir=None, device=None):
+        return True, ""
+
+    def __init__(self, *, weights_dir=None, device=None):
+        raise EstimatorError("broken.onnx is not a model onnxruntime can load")
+
+
+def test_auto_passes_over_an_estimator_whose_models_fail_to_load(monkeypatch):
+    monkeypatch.setitem(registry.ESTIMATORS, "broken", (__name__, "_BrokenModels"))
+    monkeypatch.setattr(registry, "AUTO_ORDER", ("broken", "mediapipe"))
+    estimator, reason = registry.resolve("auto")
+    try:
+        assert estimator.name == "mediapipe"
+        assert "not broken: broken.onnx is not a model" in reason
+    finally:
+        estimator.close()
+    with pytest.raises(EstimatorError, match="not a model"):
+        registry.resolve("broken")
+
+
+def test_server_hello_estimators_come_from_the_registry():
+    from scail_backend.server import capabilities
+
+    assert capabilities.detect()["estimators"] == registry.capabilities()
 
 
 # --- verify and download ----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Golden numbers of reference §15 for the reference ray marcher (oracle) and the production
+"""Golden numbers of docs/pipeline.md §15 for the reference ray marcher (oracle) and the production
 renderer: scene A/B pixels, the depth factor example, alpha, empty scenes."""
 
 import numpy as np
@@ -9,9 +9,9 @@ from scail_protocol.capsules import CapsuleScene, DepthRange
 SCENE_K = np.array([[640.0, 0.0, 32.0], [0.0, 640.0, 32.0], [0.0, 0.0, 1.0]])  # §15 scene A
 RED = (1.0, 0.15, 0.15, 0.8)
 BLUE = (0.15, 0.15, 1.0, 0.8)
-TOLERANCE = 3  # reference §15: float32 vs float64 agree within ±2 levels; test with ±3
+TOLERANCE = 3  # docs/pipeline.md §15: float32 vs float64 agree within ±2 levels; test with ±3
 
-SCENE_A_PIXELS = {  # (row, col): RGBA, reference §15
+SCENE_A_PIXELS = {  # (row, col): RGBA, docs/pipeline.md §15
     (32, 32): (255, 165, 165, 204), (33, 32): (255, 95, 95, 204), (34, 32): (240, 40, 40, 204),
     (35, 32): (211, 31, 31, 204), (36, 32): (163, 24, 24, 204), (37, 32): (0, 0, 0, 0),
     (28, 32): (163, 24, 24, 204), (27, 32): (0, 0, 0, 0), (32, 5): (255, 164, 164, 204),

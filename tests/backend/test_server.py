@@ -85,8 +85,10 @@ def test_hello_reports_versions_capabilities_and_limits(client, root):
     assert hello["protocol"] == 1 and hello["server"]["name"] == "scail-pose"
     assert hello["limits"]["max_message_bytes"] == MAX_MESSAGE_BYTES
     assert set(hello["capabilities"]) >= {"estimators", "device", "extract", "render", "align"}
-    assert hello["capabilities"]["align"] is False
+    assert hello["capabilities"]["align"] is True
     assert hello["capabilities"]["smoothing"] is True
+    assert hello["capabilities"]["multi_person"] is True
+    assert hello["capabilities"]["cleanup"] is True
     assert hello["roots"] == [str(root.resolve())]
     assert hello["workers"][0]["busy"] is False
 
@@ -140,10 +142,16 @@ def test_cancel_running_and_queued_jobs(client):
     assert client.wait(client.submit(M.SLEEP, {"duration_s": 0, "steps": 1})).job["state"] == M.DONE
 
 
-def test_align_is_answered_with_a_clear_error(client):
-    with pytest.raises(ServerError, match="align is not available in this version") as info:
-        client.submit(M.ALIGN, {"video": {"path": "/nowhere.mp4"}})
-    assert info.value.code == "unavailable"
+def test_align_requests_are_checked_before_queueing(client, root):
+    with pytest.raises(ProtocolError, match="send the poses inline"):
+        client.submit(M.ALIGN, {"reference": {"path": "/nowhere.png"}})
+    with pytest.raises(ProtocolError, match="'fallback' must be one of clamped, default"):
+        client.submit(M.ALIGN, {"poses_path": "/x.npz", "fallback": "maybe",
+                                "reference": {"path": "/nowhere.png"}})
+    video = root / "clip.mp4"
+    video.write_bytes(b"not checked before the job runs")
+    with pytest.raises(ProtocolError, match="field 'reference' is required"):
+        client.submit(M.EXTRACT, {"video": {"path": str(video)}, "use_align": True})
 
 
 def test_unknown_job_and_fetch_of_unfinished_job_are_refused(client):
@@ -340,6 +348,25 @@ BAD_MESSAGES = {
     "smoothing-bool": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"},
                                                     "smoothing": True}), "protocol",
                        "got bool"),
+    "cleanup-wrong-type": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
+                                                            "cleanup": "all"}), "protocol",
+                           "'cleanup' must be dict, got str"),
+    "cleanup-unknown-field": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"},
+                                                           "cleanup": {"feet": True}}),
+                              "protocol", "unknown cleanup option(s) feet"),
+    "cleanup-max-people-zero": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
+                                                                 "cleanup": {"max_people": 0}}),
+                                "protocol", "max_people must be a positive integer"),
+    "cleanup-negative-gap": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"},
+                                                          "cleanup": {"fill_gaps": -2}}),
+                             "protocol", "gap length must be a whole number"),
+    "cleanup-take-fit-text": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"},
+                                                               "cleanup": {"take_fit": "yes"}}),
+                              "protocol", "take_fit must be true or false"),
+    "fps-zero": (lambda s: _signed(s, M.EXTRACT, {"video": {"path": "/x"}, "fps": 0}),
+                 "protocol", "'fps': fps must be a number in"),
+    "fps-wrong-type": (lambda s: _signed(s, M.RUN, {"video": {"path": "/x"}, "fps": "16"}),
+                       "protocol", "'fps' must be int or float, got str"),
     "nan-in-K": (_nan_poses("K", np.nan), "protocol", "NaN or infinite"),
     "inf-in-joints": (_nan_poses("joints3d", np.inf), "protocol", "infinite values"),
     "partly-nan-joint": (_nan_poses("joints3d", np.nan), "protocol", "partly-NaN"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scail_protocol import conversation
 from scail_protocol import messages as M
 from scail_protocol import PoseSequence
 from scail_protocol.client import BackendClient
@@ -111,6 +112,12 @@ def cli_outputs(tmp_path_factory):
             "video": decoded_frames(video)}
 
 
+def extract_body(clip, **options) -> dict:
+    """An extract request for ``clip`` by path (mediapipe, the test resolution)."""
+    body = conversation.extract_options(estimator="mediapipe", resolution=RESOLUTION, **options)
+    return body if clip is None else dict(body, video={"path": str(clip)})
+
+
 @pytest.fixture(scope="module")
 def served(cli_outputs, tmp_path_factory):
     from scail_backend.server import ServerConfig
@@ -126,7 +133,7 @@ def served(cli_outputs, tmp_path_factory):
 @pytest.mark.slow
 def test_extract_through_the_server_equals_the_cli(cli_outputs, served):
     stages = set()
-    job_id = served.extract(cli_outputs["clip"], estimator="mediapipe", resolution=RESOLUTION)
+    job_id = served.submit(M.EXTRACT, extract_body(cli_outputs["clip"]))
     result = served.wait(job_id, progress=lambda stage, done, total: stages.add(stage))
     assert "estimate" in stages
     assert result.poses.num_frames == CLIP_FRAMES
@@ -139,8 +146,7 @@ def test_extract_with_smoothing_through_the_server_equals_smoothing_the_cli_pose
                                                                                    served):
     from scail_backend.smoothing import smooth_sequence
 
-    job_id = served.extract(cli_outputs["clip"], estimator="mediapipe", resolution=RESOLUTION,
-                            smoothing="strong")
+    job_id = served.submit(M.EXTRACT, extract_body(cli_outputs["clip"], smoothing="strong"))
     got = served.wait(job_id).poses
     expected = smooth_sequence(cli_outputs["poses"], strength="strong")
     assert_same_poses(got, expected)
@@ -151,8 +157,8 @@ def test_extract_with_smoothing_through_the_server_equals_smoothing_the_cli_pose
 @pytest.mark.slow
 def test_render_through_the_server_equals_the_cli(cli_outputs, served, tmp_path):
     for poses in (cli_outputs["poses"], str(cli_outputs["poses_path"])):  # inline, server path
-        job_id = served.render(poses)
-        result = served.wait(job_id)
+        result = served.converse(conversation.render(poses))
+        job_id = result.job_id
         assert result.poses is None and result.video["bytes"] > 0
         local = served.download_video(job_id, tmp_path / "served.mp4")
         assert_same_video(decoded_frames(local), cli_outputs["video"])
@@ -162,9 +168,8 @@ def test_render_through_the_server_equals_the_cli(cli_outputs, served, tmp_path)
 def test_run_through_the_server_writes_both_outputs_like_the_cli(cli_outputs, served):
     out_dir = cli_outputs["root"] / "run_out"
     out_dir.mkdir()
-    job_id = served.run(cli_outputs["clip"], upload=True, estimator="mediapipe",
-                        resolution=RESOLUTION, out_dir=str(out_dir))
-    result = served.wait(job_id)
+    options = dict(extract_body(None), out_dir=str(out_dir))
+    result = served.converse(conversation.run(cli_outputs["clip"], options, upload_video=True))
     assert result.job["kind"] == M.RUN
     assert_same_poses(result.poses, cli_outputs["poses"])
     assert_same_poses(PoseSequence.load(out_dir / "poses.npz"), cli_outputs["poses"])
@@ -178,8 +183,8 @@ def test_cancelling_a_real_extract_stops_it_and_writes_nothing(cli_outputs, serv
     # the clip ten times over: long enough that the cancel lands while MediaPipe is still busy
     long_clip = cut_clip(cli_outputs["clip"], cli_outputs["root"] / "long.mp4", CLIP_FRAMES,
                          repeat=10)
-    job_id = served.extract(long_clip, upload=True,
-                            estimator="mediapipe", resolution=RESOLUTION, out=str(out))
+    video = {"upload": served.upload(long_clip), "name": long_clip.name}
+    job_id = served.submit(M.EXTRACT, dict(extract_body(None), video=video, out=str(out)))
     cancelled = []
 
     def cancel_once(stage, done, total):

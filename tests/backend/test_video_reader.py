@@ -1,4 +1,4 @@
-"""Video input: framing numbers (reference §1.2, §15), containers and codecs, image folders,
+"""Video input: framing numbers (docs/pipeline.md §1.2, §15), containers and codecs, image folders,
 damaged inputs, display rotation and bounded memory."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scail_protocol.errors import VideoError
 
 from video_helpers import noise_frame, pattern_frame, write_clip, write_image
 
-# --- framing (reference §15 resize/crop table) --------------------------------------------------
+# --- framing (docs/pipeline.md §15 resize/crop table) --------------------------------------------
 
 
 @pytest.mark.parametrize("source, target, resized, crop", [

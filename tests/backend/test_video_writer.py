@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from scail_protocol.errors import VideoError
+from scail_protocol.errors import OutputError, VideoError
 
 av = pytest.importorskip("av")
 cv2 = pytest.importorskip("cv2")
@@ -74,7 +74,7 @@ def test_mp4_rejects_odd_or_empty_sizes(tmp_path, size):
 
 
 def test_mp4_rejects_missing_folder_directory_target_and_bad_frames(tmp_path):
-    with pytest.raises(VideoError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         with Mp4Writer(tmp_path / "nope" / "x.mp4", SIZE):
             pass
     with pytest.raises(VideoError, match="folder"):

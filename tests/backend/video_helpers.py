@@ -13,6 +13,7 @@ CODECS = {
     ".webm": ("libvpx-vp9", "yuv420p"),
     ".avi": ("mjpeg", "yuvj420p"),
     ".mkv": ("ffv1", "yuv420p"),
+    ".ts": ("libx264", "yuv420p"),
 }
 
 
@@ -34,8 +35,10 @@ def noise_frame(index: int, size=(96, 160)) -> np.ndarray:
 
 
 def write_clip(path, *, frames: int = 12, size=(96, 160), fps: int = 16, make=pattern_frame,
-               options=None, rotation=None, preset: str = "ultrafast") -> Path:
-    """Encode ``frames`` frames of ``make(i, size)`` into ``path`` (codec from the extension)."""
+               options=None, rotation=None, preset: str = "ultrafast",
+               sample_aspect=None) -> Path:
+    """Encode ``frames`` frames of ``make(i, size)`` into ``path`` (codec from the extension);
+    ``sample_aspect`` (a Fraction, width/height of a stored pixel) makes it anamorphic."""
     import av
 
     path = Path(path)
@@ -44,6 +47,8 @@ def write_clip(path, *, frames: int = 12, size=(96, 160), fps: int = 16, make=pa
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = size[1], size[0]
         stream.pix_fmt = pix_fmt
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect
         if codec == "libx264":
             stream.options = {"preset": preset, "crf": "18"}
         if rotation is not None:
@@ -64,4 +69,39 @@ def write_image(path, rgb: np.ndarray) -> Path:
     path = Path(path)
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path}")
+    return path
+
+
+def trim_losslessly(source, path, first: int) -> Path:
+    """Remux ``source`` (constant rate mp4) into ``path`` so that it presents frames from index
+    ``first`` on, without re-encoding: every packet is kept (the frames before ``first`` are
+    needed to decode from the keyframe) and shifted to negative times, which the mp4 muxer turns
+    into an edit list, as ``ffmpeg -ss T -c copy`` does."""
+    import av
+
+    path = Path(path)
+    with av.open(str(source)) as src, av.open(str(path), "w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        shift = int(round(first / (stream.average_rate * stream.time_base)))
+        for packet in src.demux(stream):
+            if packet.dts is None:  # the demuxer's final empty packet
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            out.mux(packet)
+    return path
+
+
+def write_animation(path, frames, delays_ms) -> Path:
+    """Write an animated GIF, WebP or PNG (APNG) with Pillow (format from the extension);
+    ``frames``: (H, W, 3) uint8 RGB arrays, ``delays_ms``: per-frame delays."""
+    from PIL import Image
+
+    path = Path(path)
+    images = [Image.fromarray(frame) for frame in frames]
+    extra = {"lossless": True} if path.suffix.lower() == ".webp" else {}
+    images[0].save(path, save_all=True, append_images=images[1:], duration=list(delays_ms),
+                   loop=0, **extra)
     return path

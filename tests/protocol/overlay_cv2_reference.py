@@ -1,4 +1,5 @@
-"""The reference's 2D overlay drawn with OpenCV itself, straight from reference §7 (test oracle).
+"""The reference's 2D overlay drawn with OpenCV itself, straight from docs/pipeline.md §7 (test
+oracle).
 
 Used only by the tests to check :mod:`scail_protocol.overlay` (pure numpy) pixel for pixel.
 Inputs use the same layout as ``draw_overlay``: (P, 134, 2) pixels and (P, 134) scores, NaN =

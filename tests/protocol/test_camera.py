@@ -1,4 +1,4 @@
-"""Intrinsics, projection and the camera <-> Blender mapping (reference §3.4, §15)."""
+"""Intrinsics, projection and the camera <-> Blender mapping (docs/pipeline.md §3.4, §15)."""
 
 import math
 

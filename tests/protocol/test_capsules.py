@@ -1,4 +1,4 @@
-"""The capsule scene shared by both renderers (reference §6.1, §6.3, §15)."""
+"""The capsule scene shared by both renderers (docs/pipeline.md §6.1, §6.3, §15)."""
 
 import numpy as np
 import pytest
@@ -44,7 +44,8 @@ def test_empty_frame_has_no_capsules():
 
 
 def test_depth_range_matches_reference_example():
-    # reference §15: clip z-range [2800, 3300] -> denominator 9299.9, k(3000)=0.97849, k(3300)=0.94624
+    # docs/pipeline.md §15: clip z-range [2800, 3300] -> denominator 9299.9, k(3000)=0.97849,
+    # k(3300)=0.94624
     depth = S.DepthRange.from_z_range(2800.0, 3300.0)
     assert depth.depth_far - depth.znear == pytest.approx(9299.9)
     assert depth.zfar == 10000.0

@@ -1,4 +1,4 @@
-"""The joint and colour tables against reference §0.1, §5, §6.1, §7, §15."""
+"""The joint and colour tables against docs/pipeline.md §0.1, §5, §6.1, §7, §15."""
 
 import numpy as np
 import pytest
@@ -66,7 +66,7 @@ def test_hand_edge_colours_match_reference_within_one_level():
                 (0, 255, 255), (0, 178, 255), (0, 102, 255), (0, 25, 255), (51, 0, 255),
                 (128, 0, 255), (204, 0, 255), (255, 0, 230), (255, 0, 153), (255, 0, 77)]
     got = C.hand_edge_colors_rgb8(20).astype(int)
-    # exact .5 cases depend on float rounding of HSV->RGB (reference §15): compare with ±1
+    # exact .5 cases depend on float rounding of HSV->RGB (docs/pipeline.md §15): compare with ±1
     np.testing.assert_allclose(got, expected, atol=1)
 
 

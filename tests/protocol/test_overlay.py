@@ -1,4 +1,5 @@
-"""The pure-numpy 2D overlay (reference §7) against §15's numbers and against OpenCV itself."""
+"""The pure-numpy 2D overlay (docs/pipeline.md §7) against §15's numbers and against OpenCV
+itself."""
 
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from scail_protocol.overlay import (composite_per_channel, draw_overlay, overlay
 cv2 = pytest.importorskip("cv2")
 from overlay_cv2_reference import reference_overlay  # noqa: E402  (needs cv2)
 
-# reference §15: hand edge colours as OpenCV draws them (compare with ±1).
+# docs/pipeline.md §15: hand edge colours as OpenCV draws them (compare with ±1).
 HAND_EDGE_RGB = [
     (255, 0, 0), (255, 77, 0), (255, 153, 0), (255, 229, 0), (204, 255, 0), (128, 255, 0),
     (51, 255, 0), (0, 255, 25), (0, 255, 102), (0, 255, 179), (0, 255, 255), (0, 178, 255),
@@ -207,7 +208,7 @@ def test_per_channel_composite_matches_reference_example():
     overlay = np.zeros((2, 2, 3), np.uint8)
     overlay[0, 0] = overlay[1, 1] = (0, 0, 255)
     out = composite_per_channel(render, overlay)
-    assert tuple(out[0, 0]) == (100, 100, 255, 204)  # reference §15
+    assert tuple(out[0, 0]) == (100, 100, 255, 204)  # docs/pipeline.md §15
     assert tuple(out[1, 1]) == (0, 0, 255, 0)        # alpha untouched over background
     assert tuple(render[0, 0]) == (100, 100, 100, 204)  # input not modified
     with pytest.raises(ValueError):

@@ -8,6 +8,7 @@ import pytest
 
 from scail_protocol import PoseSequence, SequenceError
 from scail_protocol.sequence import SCHEMA_VERSION
+from scail_protocol.errors import OutputError
 
 
 def make_sequence(num_people=2, num_frames=4, rng=None) -> PoseSequence:
@@ -188,7 +189,7 @@ def test_load_never_unpickles(tmp_path):
 
 def test_failed_save_leaves_nothing(tmp_path):
     seq = make_sequence()
-    with pytest.raises(SequenceError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         seq.save(tmp_path / "missing_dir" / "poses.npz")
     assert list(tmp_path.iterdir()) == []
     assert zipfile.is_zipfile(seq.save(tmp_path / "ok.npz"))

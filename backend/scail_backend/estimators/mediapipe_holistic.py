@@ -3,7 +3,16 @@
 0.10.21 is the last MediaPipe release whose wheel carries the legacy ``solutions`` models; only
 ``model_complexity=1`` is bundled (0 and 2 try to download their models and fail offline), so it
 is the only one offered. Video mode (``static_image_mode=False``) tracks the person between frames
-and smooths the landmarks. One person per frame; a frame where MediaPipe finds nobody is NaN.
+and smooths the landmarks.
+
+Holistic finds one person per image; several are found by a search (``person_search``): a
+cascade of video-mode graphs, each run on the frame with the people found before it painted
+over; crops around the previous frame's people that the cascade missed; and, where nobody was
+found (and every ``SCAN_EVERY_FRAMES`` frames), square tiles of the frame, each searched as a
+cascade of its own, which find people too small for the full frame (after MediaPipe's
+224-pixel detector downscale); while still nobody is found, every ``FINE_SCAN_EVERY_FRAMES``
+frames, tiles half that size. Crops and tiles run in a static-image graph. The result's person slots are the people found in each frame, in
+no particular order: ``scail_backend.tracking`` links them into identities.
 
 MediaPipe's landmark smoothing filters run in real time (cutoffs in Hz), but the ``solutions``
 API stamps every frame 1/30 s after the previous one, whatever the video's rate; frames are
@@ -17,6 +26,7 @@ The mapping onto SMPL-24 and whole-body-134 is in ``mediapipe_mapping``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -29,6 +39,7 @@ from scail_protocol.errors import EstimatorError
 from scail_protocol.sequence import PoseSequence
 
 from ..progress import ProgressFn, no_progress
+from . import person_search as S
 from .base import ESTIMATE_STAGE, Estimator
 from .mediapipe_mapping import Landmarks, map_frame, normalized_to_px
 
@@ -38,6 +49,16 @@ MODEL_COMPLEXITY = 1             # the only Holistic model bundled in mediapipe 
 MIN_DETECTION_CONFIDENCE = 0.5   # MediaPipe's defaults
 MIN_TRACKING_CONFIDENCE = 0.5
 SOLUTION_FRAME_STEP_US = 33333   # what mediapipe.solutions adds to its clock per process() call
+MAX_CASCADE = 6          # most people the full-frame cascade looks for in one frame
+SCAN_EVERY_FRAMES = 16   # tiles are searched this often (and whenever nobody is followed)
+FINE_SCAN_EVERY_FRAMES = 8  # while nobody is found, half-size tiles too, this often
+FINE_TILE_FRACTION = 0.5    # their side, as a fraction of the frame's short side
+MIN_RELATIVE_HEIGHT = 0.3       # a find shorter than this x the tallest person of the frame
+                                # is ignored (a seated crowd behind dancers: ~0.17 on `duet`)
+SCAN_MIN_RELATIVE_HEIGHT = 0.5  # the same for tile finds, which see the crowd more often
+SCAN_MIN_VISIBILITY = 0.85      # mean landmark visibility a tile find needs: small people found
+                                # in tiles score 0.97-0.99; a "person" on a squirrel's head in a
+                                # reference image scored 0.72
 
 
 def _import_mediapipe():
@@ -64,68 +85,251 @@ def mediapipe_version() -> str:
 
 
 class MediaPipeHolisticEstimator(Estimator):
-    """SMPL-24 + whole-body-134 from MediaPipe Holistic, one person, CPU."""
+    """SMPL-24 + whole-body-134 from MediaPipe Holistic, several people, CPU.
+
+    Options:
+        max_people_per_frame: most people looked for in one frame (default ``MAX_CASCADE``);
+            1 = the single-person behaviour of MediaPipe alone.
+        search_small: also search crops around the previous frame's people and tiles of the
+            frame (small and partly hidden people); False = full-frame cascade only.
+    """
 
     name = "mediapipe"
+    label = "MediaPipe (embedded, CPU)"
     needs_weights = False
 
-    def __init__(self, *, min_detection_confidence: float = MIN_DETECTION_CONFIDENCE,
+    @classmethod
+    def availability(cls, *, weights_dir=None, device: Optional[str] = None):
+        """Runs wherever ``mediapipe`` is installed (CPU; ``weights_dir`` and ``device`` do not
+        apply)."""
+        import importlib.util
+
+        if importlib.util.find_spec("mediapipe") is None:
+            return False, ("the mediapipe package is not installed here; install the project's "
+                           "dependencies (pip install -e .)")
+        return True, ""
+
+    def __init__(self, *, weights_dir=None, device: Optional[str] = None,
+                 min_detection_confidence: float = MIN_DETECTION_CONFIDENCE,
                  min_tracking_confidence: float = MIN_TRACKING_CONFIDENCE,
-                 smooth_landmarks: bool = True):
+                 smooth_landmarks: bool = True, max_people_per_frame: int = MAX_CASCADE,
+                 search_small: bool = True):
+        if int(max_people_per_frame) < 1:
+            raise EstimatorError(f"max_people_per_frame must be >= 1, got {max_people_per_frame}")
+        self.max_people_per_frame = int(max_people_per_frame)
+        self.search_small = bool(search_small)
         self.device = "cpu"
         self.version = f"mediapipe {mediapipe_version()} holistic complexity {MODEL_COMPLEXITY}"
         self._options = dict(static_image_mode=False, model_complexity=MODEL_COMPLEXITY,
                              smooth_landmarks=smooth_landmarks, refine_face_landmarks=False,
+                             enable_segmentation=True,  # the silhouette painted over a find
                              min_detection_confidence=min_detection_confidence,
                              min_tracking_confidence=min_tracking_confidence)
-        self._graph = None
+        self._cascade = []   # video-mode graphs: graph k sees the frame with k people painted
+        self._static = None  # static-image graph for crops and tiles
         self._closed = False
 
-    def _fresh_graph(self):
-        """The Holistic graph, reset so no tracking state leaks from a previous video."""
+    def _graph(self, k: Optional[int]) -> "_Graph":
+        """Cascade graph ``k`` (video mode), or the static-image graph for ``k`` None."""
         if self._closed:
             raise EstimatorError("this mediapipe estimator has been closed")
-        if self._graph is None:
-            mp = _import_mediapipe()
-            self._graph = mp.solutions.holistic.Holistic(**self._options)
-        else:
-            self._graph.reset()
-        return self._graph
+        if k is None:
+            if self._static is None:
+                self._static = _Graph(dict(self._options, static_image_mode=True))
+            return self._static
+        while len(self._cascade) <= k:
+            self._cascade.append(_Graph(self._options))
+        return self._cascade[k]
 
     def estimate(self, frames: Iterable[np.ndarray], *, size, fps: float,
                  K: Optional[np.ndarray] = None, total: Optional[int] = None,
                  progress: Optional[ProgressFn] = None) -> PoseSequence:
-        """See :meth:`Estimator.estimate`. The result has one person (P = 1)."""
+        """See :meth:`Estimator.estimate`. Person slots hold each frame's people in no
+        particular order (``tracking.track_people`` links them); P = the most found in a
+        frame (at least 1)."""
         progress = progress or no_progress
         height, width = (int(v) for v in size)
         K = intrinsics_from_fov(height, width) if K is None else np.asarray(K, dtype=np.float64)
-        graph = self._fresh_graph()
-        step_us = max(1, round(1e6 / float(fps)))
+        for graph in self._cascade + [self._static]:
+            if graph is not None:
+                graph.reset()
+        search = _PeopleSearch(self, (height, width), step_us=max(1, round(1e6 / float(fps))))
         poses = []
         progress(ESTIMATE_STAGE, 0, total or 0)
         for frame in frames:
             if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
                 raise EstimatorError(f"frame {len(poses)} is {frame.shape} {frame.dtype}, "
                                      f"expected ({height}, {width}, 3) uint8 RGB")
-            if poses:
-                result = _process_at(graph, frame, step_us)
-            else:  # the graph's calculators start on the first frame and chatter on stderr
-                with _native_stderr_silenced():
-                    result = _process_at(graph, frame, step_us)
-            landmarks = landmarks_from_result(result, (height, width))
-            poses.append(None if landmarks is None else map_frame(landmarks, K))
+            poses.append([map_frame(find.lm, K) for find in search.find(frame)])
             # total 0 = unknown (a frame count estimated from the duration may run short)
             progress(ESTIMATE_STAGE, len(poses), total if total and total >= len(poses) else 0)
         progress(ESTIMATE_STAGE, len(poses), len(poses))
-        found = sum(p is not None for p in poses)
-        log.info("mediapipe found a person in %d of %d frames", found, len(poses))
+        counts = np.array([len(p) for p in poses], dtype=np.int64)
+        log.info("mediapipe found a person in %d of %d frames (up to %d in one frame)",
+                 int((counts > 0).sum()), len(poses), int(counts.max(initial=0)))
+        full = int((counts >= self.max_people_per_frame).sum())
+        if full and self.max_people_per_frame > 1:
+            log.info("the people search stopped at its limit of %d people on %d frames; more "
+                     "may be present", self.max_people_per_frame, full)
         return _sequence(poses, (height, width), fps, K, self.describe())
 
     def close(self) -> None:
-        if self._graph is not None:
-            self._graph.close()
-            self._graph = None
+        for graph in self._cascade + [self._static]:
+            if graph is not None:
+                graph.close()
+        self._cascade, self._static = [], None
         self._closed = True
+
+
+class _Graph:
+    """One Holistic graph, stamped at the video's own rate (see :func:`_process_at`)."""
+
+    def __init__(self, options: dict):
+        self._solution = _import_mediapipe().solutions.holistic.Holistic(**options)
+        self._last_frame = None
+        self._started = False
+
+    def run(self, image: np.ndarray, frame_index: int, step_us: int):
+        """Holistic's result for ``image``, seen as frame ``frame_index`` of the video."""
+        gap = 1 if self._last_frame is None else max(1, frame_index - self._last_frame)
+        self._last_frame = frame_index
+        if self._started:
+            return _process_at(self._solution, image, gap * step_us)
+        self._started = True  # the calculators start on the first frame and chatter on stderr
+        with _native_stderr_silenced():
+            return _process_at(self._solution, image, gap * step_us)
+
+    def reset(self) -> None:
+        self._solution.reset()
+        self._last_frame = None
+
+    def close(self) -> None:
+        self._solution.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Find:
+    """One person found: landmarks in frame pixels, and MediaPipe's silhouette of them in the
+    searched window (bool, window-sized; None without one) with the window's top-left pixel."""
+
+    lm: Landmarks
+    silhouette: Optional[np.ndarray] = None
+    origin: tuple = (0, 0)
+
+    @property
+    def height(self) -> float:
+        return S.body_height_px(self.lm.pose_px)
+
+
+class _PeopleSearch:
+    """The people of each frame of one video (see the module docstring for the search)."""
+
+    def __init__(self, estimator: MediaPipeHolisticEstimator, size, step_us: int):
+        self._est, self._size, self._step_us = estimator, tuple(size), step_us
+        self._previous = []   # boxes of the people found in the previous frame
+        self._frame = -1
+
+    def find(self, frame: np.ndarray) -> list:
+        """Every person found in ``frame`` (RGB uint8 at the working size), as ``_Find``s."""
+        self._frame += 1
+        work, mask = frame.copy(), np.zeros(frame.shape[:2], np.uint8)
+        found = []
+        limit = self._est.max_people_per_frame
+        for k in range(limit):  # the cascade: graph k sees the k people found so far painted
+            result = self._est._graph(k).run(work, self._frame, self._step_us)
+            new = _find(result, self._size, (0, 0))
+            if new is None or self._repeat(new, mask):
+                break
+            if not self._accept(new, found, work, mask):
+                break  # the crowd behind: what a deeper search finds is smaller still
+        if self._est.search_small:
+            for box in self._previous:  # crops where people were a frame ago
+                if len(found) >= limit:
+                    break
+                if S.box_covered(box, [_box(f.lm) for f in found], mask):
+                    continue
+                new = self._in_window(work, S.crop_around(box, self._size))
+                if new is not None and not self._repeat(new, mask):
+                    self._accept(new, found, work, mask)
+            if self._frame % SCAN_EVERY_FRAMES == 0 or not found:
+                self._scan(work, mask, found, limit, S.tiles(self._size))
+            if not found and self._frame % FINE_SCAN_EVERY_FRAMES == 0:
+                side = int(FINE_TILE_FRACTION * min(self._size))
+                self._scan(work, mask, found, limit, S.tiles(self._size, side=side))
+        self._previous = [_box(f.lm) for f in found]
+        return found
+
+    @staticmethod
+    def _repeat(new: "_Find", mask: np.ndarray) -> bool:
+        return S.mostly_covered(mask, new.lm.pose_px, new.lm.visibility)
+
+    @staticmethod
+    def _paint(new: "_Find", work: np.ndarray, mask: np.ndarray) -> None:
+        S.paint_body(work, mask, new.lm.pose_px, silhouette=new.silhouette, origin=new.origin)
+
+    def _accept(self, new: "_Find", found: list, work: np.ndarray, mask: np.ndarray,
+                min_relative: float = MIN_RELATIVE_HEIGHT) -> bool:
+        """Keep a find (painting it over), unless it is far smaller than the tallest person;
+        returns whether it was kept."""
+        self._paint(new, work, mask)  # painted either way: not found again
+        tallest = max((f.height for f in found), default=0.0)
+        if new.height < min_relative * tallest:
+            return False
+        found.append(new)
+        return True
+
+    def _in_window(self, image: np.ndarray, window) -> Optional["_Find"]:
+        """The person found in a window of ``image`` (static graph), in frame pixels."""
+        x0, y0, x1, y1 = window
+        crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+        result = self._est._graph(None).run(crop, self._frame, self._step_us)
+        return _find(result, crop.shape[:2], (x0, y0))
+
+    def _scan(self, work: np.ndarray, mask: np.ndarray, found: list, limit: int,
+              windows: list) -> None:
+        """Search windows of the (painted) frame, each as a cascade of its own; new people
+        are added to ``found`` and painted."""
+        for window in windows:
+            while len(found) < limit:
+                new = self._in_window(work, window)
+                if new is None or self._repeat(new, mask):
+                    break
+                if float(np.mean(new.lm.visibility)) < SCAN_MIN_VISIBILITY:
+                    self._paint(new, work, mask)
+                    break
+                if not self._accept(new, found, work, mask, SCAN_MIN_RELATIVE_HEIGHT):
+                    break
+
+
+def _find(result, size, origin) -> Optional[_Find]:
+    """A ``_Find`` from a Holistic result on an image of ``size`` whose top-left pixel is frame
+    pixel ``origin``; None when nobody was found."""
+    lm = landmarks_from_result(result, size)
+    if lm is None:
+        return None
+    seg = getattr(result, "segmentation_mask", None)
+    silhouette = None if seg is None else np.asarray(seg) > S.SILHOUETTE_THRESHOLD
+    if origin != (0, 0):
+        lm = _shifted(lm, *origin)
+    return _Find(lm=lm, silhouette=silhouette, origin=tuple(int(v) for v in origin))
+
+
+def _shifted(lm: Landmarks, dx: float, dy: float) -> Landmarks:
+    """Landmarks of a crop moved into frame pixels (crop pixel (0, 0) = frame pixel (dx, dy))."""
+    shift = np.array([dx, dy], dtype=np.float64)
+    moved = {name: getattr(lm, name) + shift
+             for name in ("pose_px", "face_px", "left_hand_px", "right_hand_px")
+             if getattr(lm, name) is not None}
+    return dataclasses.replace(lm, **moved)
+
+
+def _box(lm: Landmarks) -> tuple:
+    """x1, y1, x2, y2 pixels around the visible pose landmarks, padded."""
+    visible = lm.visibility >= S.POINT_MIN_VISIBILITY
+    pts = lm.pose_px[visible] if visible.sum() >= 3 else lm.pose_px
+    low, high = pts.min(0), pts.max(0)
+    pad = (high - low) * 0.1
+    return tuple(float(v) for v in np.concatenate([low - pad, high + pad]))
 
 
 def _process_at(graph, frame: np.ndarray, step_us: int):
@@ -199,17 +403,18 @@ def _points_px(landmark_list, size) -> Optional[np.ndarray]:
 
 
 def _sequence(poses: list, size, fps: float, K: np.ndarray, meta: dict) -> PoseSequence:
-    """Stack per-frame poses (None = nobody) into a one-person PoseSequence."""
-    seq = PoseSequence.empty(1, len(poses), size, fps, K=K, meta=meta)
-    if not any(p is not None for p in poses):
+    """Stack per-frame lists of poses into a PoseSequence with one slot per person found in the
+    busiest frame (at least one); slot p of frame t is the p-th person found there, or NaN."""
+    slots = max([len(p) for p in poses] + [1])
+    seq = PoseSequence.empty(slots, len(poses), size, fps, K=K, meta=meta)
+    if not any(poses):
         return seq
     arrays = {name: np.array(getattr(seq, name)) for name in ("joints3d", "kp2d", "kp2d_score",
                                                                 "bbox")}
-    for t, pose in enumerate(poses):
-        if pose is None:
-            continue
-        arrays["joints3d"][0, t] = pose.joints3d
-        arrays["kp2d"][0, t] = pose.kp2d
-        arrays["kp2d_score"][0, t] = pose.kp2d_score
-        arrays["bbox"][0, t] = pose.bbox
+    for t, people in enumerate(poses):
+        for p, pose in enumerate(people):
+            arrays["joints3d"][p, t] = pose.joints3d
+            arrays["kp2d"][p, t] = pose.kp2d
+            arrays["kp2d_score"][p, t] = pose.kp2d_score
+            arrays["bbox"][p, t] = pose.bbox
     return seq.replace(**arrays)

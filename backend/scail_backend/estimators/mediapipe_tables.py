@@ -1,7 +1,7 @@
 """Index tables from MediaPipe Holistic's landmarks to our layouts (SMPL-24, whole-body-134).
 
 MediaPipe Pose has 33 landmarks ("left"/"right" are the subject's own, as everywhere in this
-project), the face mesh 468, each hand 21 in the same order as Hand-21 (reference §0.1).
+project), the face mesh 468, each hand 21 in the same order as Hand-21 (docs/pipeline.md §0.1).
 
 A target point is an affine combination of source landmarks, written as ``((index, weight), ...)``
 with weights summing to 1; :func:`combination_matrix` turns a table into a (targets, sources)
@@ -40,24 +40,41 @@ LEFT_ANKLE, RIGHT_ANKLE = 27, 28
 LEFT_HEEL, RIGHT_HEEL = 29, 30
 LEFT_FOOT_INDEX, RIGHT_FOOT_INDEX = 31, 32  # tip of the foot (big/second toe)
 
-# --- SMPL joint placement (estimator-notes.md: measured against NLF and a synthetic figure) ----
-SMPL_HIP_WIDTH_RATIO = 0.68   # SMPL hips sit at 0.65-0.7 of MediaPipe's hip-landmark width
+# --- SMPL joint placement ------------------------------------------------------------------------
+# Every derived joint is a landmark (or a midpoint) plus multiples of the person's own measured
+# vectors, so it scales with that person's widths and lengths rather than by fixed offsets:
+#   trunk = shoulder midpoint - hip midpoint, hip half-width = (left hip - right hip) / 2,
+#   shoulder half-width likewise, head = ear midpoint - shoulder midpoint.
+# The coefficients are least-squares fits of the 2D projections of the synthetic figure's exact
+# SMPL joints onto those vectors, on the "average" and "child" body types ONLY (motions wave,
+# walk, squat x cameras front, three-quarter; synth.bodies); fitted on each of the two alone they
+# agree within ~0.03. The other body types (short and heavy, tall and slim, long-legged) are kept
+# for held-out scoring (bench/accuracy.py --bodies all). Depth comes from the same combination
+# of MediaPipe's world landmarks, so e.g. the head's pull towards the eyes also moves it forward.
+SMPL_HIP_WIDTH_RATIO = 0.74   # SMPL hips at 0.74 of MediaPipe's hip-landmark width ...
+HIP_DROP_ALONG_TRUNK = 0.083  # ... and 8 % of the trunk below them (the landmarks sit high)
 NECK_FROM_SHOULDERS = 0.15    # neck: 15 % of the way from the shoulder midpoint to the ear midpoint
-HEAD_FROM_SHOULDERS = 0.5     # head: halfway shoulder midpoint -> ear midpoint (chin level)
-# Pelvis and spine on the hip-mid -> shoulder-mid line, at the heights of SMPL's mean-shape
-# skeleton (fractions of the hip-to-shoulder distance). Not drawn; they matter for armatures.
-PELVIS_ALONG_TRUNK = 0.16
-SPINE1_ALONG_TRUNK = 0.36
-SPINE2_ALONG_TRUNK = 0.62
-SPINE3_ALONG_TRUNK = 0.73
-# Collars: 40 % of the way from the neck to each shoulder, and below that line by 11 % of the
-# shoulder-mid -> hip-mid distance. SMPL's mean skeleton puts the collar joints ~6 cm below the
-# neck-shoulder line (a little below the shoulders), 0.4 of the way out; the trunk is ~0.55 m.
-# Measured on the synthetic library (bench/accuracy.py, 8 fps): the collars' 2D error fell from
-# 11.8 to 3.3 px and the PA-MPJPE of all joints from 51.3 to 48.8 mm.
-COLLAR_FROM_NECK = 0.4
-COLLAR_DROP_ALONG_TRUNK = 0.11
-FOOT_FROM_ANKLE = 0.7         # SMPL foot joint (toe base): 70 % of the way ankle -> foot tip
+HEAD_FROM_SHOULDERS = 0.35    # head: 35 % of the way shoulder midpoint -> ear midpoint, ...
+HEAD_TOWARDS_EYES = 0.6       # ... then 0.6 x (eye midpoint - ear midpoint) forward: SMPL's
+                              # head joint sits ~5 cm in front of the ears' line
+# Shoulders, elbows, wrists and knees are MediaPipe's own landmarks: what the renderer draws
+# between them stays on the image landmarks (a 2.7 %-of-trunk drop of the shoulders fitted
+# here but gained only 0.1 mm PA-MPJPE).
+# Pelvis and spine on the hip-mid -> shoulder-mid line (fractions of the landmark trunk).
+PELVIS_ALONG_TRUNK = 0.09
+SPINE1_ALONG_TRUNK = 0.31
+SPINE2_ALONG_TRUNK = 0.566
+SPINE3_ALONG_TRUNK = 0.68
+# Collars: 40 % of the shoulder half-width out from the shoulder midpoint and 10 % of the trunk
+# below it (SMPL's collar joints lie a few cm below the neck-shoulder line, 0.4 of the way out).
+COLLAR_FROM_MIDLINE = 0.40
+COLLAR_DROP_ALONG_TRUNK = 0.10
+# Feet and ankles: SMPL's ankle sits a little towards the heel from MediaPipe's ankle landmark,
+# its foot joint (toe base) 77 % of the way to the foot tip and raised towards the heel line.
+ANKLE_TOWARDS_HEEL = 0.27
+FOOT_TOWARDS_TIP = 0.77
+FOOT_TOWARDS_HEEL = 0.44
+HAND_FROM_WRIST = 1.1         # SMPL hand joint: 1.1 x the wrist -> knuckle-middle vector
 
 
 def _mid(a: int, b: int, along: float = 0.5):
@@ -74,43 +91,70 @@ def _lerp(start, end, along: float):
     return _scale(start, 1.0 - along) + _scale(end, along)
 
 
+def _vector(start, end, factor: float = 1.0):
+    """A displacement (weights summing to 0): ``factor`` x (end - start)."""
+    return _scale(end, factor) + _scale(start, -factor)
+
+
 _HIP_MID = _mid(LEFT_HIP, RIGHT_HIP)
 _SHOULDER_MID = _mid(LEFT_SHOULDER, RIGHT_SHOULDER)
 _EAR_MID = _mid(LEFT_EAR, RIGHT_EAR)
+_EYE_MID = _mid(LEFT_EYE, RIGHT_EYE)
 _NECK = _lerp(_SHOULDER_MID, _EAR_MID, NECK_FROM_SHOULDERS)
 _SMPL_HIP_SIDE = 0.5 + SMPL_HIP_WIDTH_RATIO / 2.0  # weight of the same-side hip landmark
-# a displacement (weights summing to 0): down the trunk by COLLAR_DROP_ALONG_TRUNK of its length
-_COLLAR_DROP = (_scale(_HIP_MID, COLLAR_DROP_ALONG_TRUNK)
-                + _scale(_SHOULDER_MID, -COLLAR_DROP_ALONG_TRUNK))
+_HIP_DROP = _vector(_SHOULDER_MID, _HIP_MID, HIP_DROP_ALONG_TRUNK)
+_COLLAR_DROP = _vector(_SHOULDER_MID, _HIP_MID, COLLAR_DROP_ALONG_TRUNK)
+_COLLAR_SIDE = 0.5 + COLLAR_FROM_MIDLINE / 2.0  # weight of the same-side shoulder landmark
+
+
+def _trunk(along: float):
+    return _lerp(_HIP_MID, _SHOULDER_MID, along)
+
+
+def _ankle(ankle: int, heel: int):
+    return _mid(ankle, heel, ANKLE_TOWARDS_HEEL)
+
+
+def _foot(ankle: int, tip: int, heel: int):
+    return (((ankle, 1.0 - FOOT_TOWARDS_TIP - FOOT_TOWARDS_HEEL), (tip, FOOT_TOWARDS_TIP),
+             (heel, FOOT_TOWARDS_HEEL)))
+
+
+def _hand(wrist: int, pinky: int, index: int):
+    return ((wrist, 1.0 - HAND_FROM_WRIST), (pinky, HAND_FROM_WRIST / 2),
+            (index, HAND_FROM_WRIST / 2))
+
 
 SMPL24_FROM_MEDIAPIPE = (
-    _lerp(_HIP_MID, _SHOULDER_MID, PELVIS_ALONG_TRUNK),             # 0 pelvis
-    _mid(RIGHT_HIP, LEFT_HIP, _SMPL_HIP_SIDE),                      # 1 left_hip
-    _mid(LEFT_HIP, RIGHT_HIP, _SMPL_HIP_SIDE),                      # 2 right_hip
-    _lerp(_HIP_MID, _SHOULDER_MID, SPINE1_ALONG_TRUNK),             # 3 spine1
+    _trunk(PELVIS_ALONG_TRUNK),                                     # 0 pelvis
+    _mid(RIGHT_HIP, LEFT_HIP, _SMPL_HIP_SIDE) + _HIP_DROP,          # 1 left_hip
+    _mid(LEFT_HIP, RIGHT_HIP, _SMPL_HIP_SIDE) + _HIP_DROP,          # 2 right_hip
+    _trunk(SPINE1_ALONG_TRUNK),                                     # 3 spine1
     ((LEFT_KNEE, 1.0),),                                            # 4 left_knee
     ((RIGHT_KNEE, 1.0),),                                           # 5 right_knee
-    _lerp(_HIP_MID, _SHOULDER_MID, SPINE2_ALONG_TRUNK),             # 6 spine2
-    ((LEFT_ANKLE, 1.0),),                                           # 7 left_ankle
-    ((RIGHT_ANKLE, 1.0),),                                          # 8 right_ankle
-    _lerp(_HIP_MID, _SHOULDER_MID, SPINE3_ALONG_TRUNK),             # 9 spine3
-    _mid(LEFT_ANKLE, LEFT_FOOT_INDEX, FOOT_FROM_ANKLE),             # 10 left_foot
-    _mid(RIGHT_ANKLE, RIGHT_FOOT_INDEX, FOOT_FROM_ANKLE),           # 11 right_foot
+    _trunk(SPINE2_ALONG_TRUNK),                                     # 6 spine2
+    _ankle(LEFT_ANKLE, LEFT_HEEL),                                  # 7 left_ankle
+    _ankle(RIGHT_ANKLE, RIGHT_HEEL),                                # 8 right_ankle
+    _trunk(SPINE3_ALONG_TRUNK),                                     # 9 spine3
+    _foot(LEFT_ANKLE, LEFT_FOOT_INDEX, LEFT_HEEL),                  # 10 left_foot
+    _foot(RIGHT_ANKLE, RIGHT_FOOT_INDEX, RIGHT_HEEL),               # 11 right_foot
     _NECK,                                                          # 12 neck
-    _lerp(_NECK, ((LEFT_SHOULDER, 1.0),), COLLAR_FROM_NECK) + _COLLAR_DROP,   # 13 left_collar
-    _lerp(_NECK, ((RIGHT_SHOULDER, 1.0),), COLLAR_FROM_NECK) + _COLLAR_DROP,  # 14 right_collar
-    _lerp(_SHOULDER_MID, _EAR_MID, HEAD_FROM_SHOULDERS),            # 15 head
+    _mid(RIGHT_SHOULDER, LEFT_SHOULDER, _COLLAR_SIDE) + _COLLAR_DROP,   # 13 left_collar
+    _mid(LEFT_SHOULDER, RIGHT_SHOULDER, _COLLAR_SIDE) + _COLLAR_DROP,   # 14 right_collar
+    _lerp(_SHOULDER_MID, _EAR_MID, HEAD_FROM_SHOULDERS)
+    + _vector(_EAR_MID, _EYE_MID, HEAD_TOWARDS_EYES),               # 15 head
     ((LEFT_SHOULDER, 1.0),),                                        # 16 left_shoulder
     ((RIGHT_SHOULDER, 1.0),),                                       # 17 right_shoulder
     ((LEFT_ELBOW, 1.0),),                                           # 18 left_elbow
     ((RIGHT_ELBOW, 1.0),),                                          # 19 right_elbow
     ((LEFT_WRIST, 1.0),),                                           # 20 left_wrist
     ((RIGHT_WRIST, 1.0),),                                          # 21 right_wrist
-    _mid(LEFT_PINKY, LEFT_INDEX),                                   # 22 left_hand (knuckle middle)
-    _mid(RIGHT_PINKY, RIGHT_INDEX),                                 # 23 right_hand
+    _hand(LEFT_WRIST, LEFT_PINKY, LEFT_INDEX),                      # 22 left_hand (knuckles)
+    _hand(RIGHT_WRIST, RIGHT_PINKY, RIGHT_INDEX),                   # 23 right_hand
 )
 
-# OpenPose-18 body (reference §0.1) with the neck at the shoulders' midpoint, as DWPose (§2.3).
+# OpenPose-18 body (docs/pipeline.md §0.1) with the neck at the shoulders' midpoint, as DWPose
+# (§2.3).
 OPENPOSE18_FROM_MEDIAPIPE = (
     ((NOSE, 1.0),),             # 0 nose
     _SHOULDER_MID,              # 1 neck = shoulder midpoint
@@ -144,8 +188,8 @@ FEET_FROM_MEDIAPIPE = (
     ((RIGHT_HEEL, 1.0),),        # 23 right_heel
 )
 
-# Face-68 (iBUG 300-W order, reference §0.1) picked from the 468-point face mesh. "Right" is the
-# subject's right = the image's left for a face looking at the camera. Picked along the mesh's
+# Face-68 (iBUG 300-W order, docs/pipeline.md §0.1) picked from the 468-point face mesh. "Right" is
+# the subject's right = the image's left for a face looking at the camera. Picked along the mesh's
 # own contours (face oval, brows, eye lids, nose, lips) at iBUG's spacing, and checked by drawing
 # both on footage.
 FACE68_FROM_FACEMESH = (

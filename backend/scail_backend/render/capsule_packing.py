@@ -18,7 +18,7 @@ COL_START, COL_END, COL_AXIS, COL_LENGTH, COL_RGB, COL_ALPHA, COL_NEAR = 0, 3, 6
 MAX_ABS_COORD_MM = 1e7     # ours: capsules farther than 10 km are dropped (float32 safety)
 FRONT_MARGIN_MM = 1.0      # spheres nearer than this to the camera plane get the whole image
 BOUNDS_MARGIN_PX = 1       # safety margin (px) around the exact projected extent
-DEGENERATE_LENGTH_MM = 1e-6  # shorter segments are spheres (reference §6.3 uses 1e-8)
+DEGENERATE_LENGTH_MM = 1e-6  # shorter segments are spheres (docs/pipeline.md §6.3 uses 1e-8)
 EMPTY_RECT = (1, 1, 0, 0)  # x0 > x1: contains no pixel
 
 

@@ -1,6 +1,6 @@
 """The production capsule renderer: analytic ray-capsule intersection in one taichi kernel.
 
-Same picture as the reference ray marcher (reference §6.2-6.4; :mod:`oracle`), far faster:
+Same picture as the reference ray marcher (docs/pipeline.md §6.2-6.4; :mod:`oracle`), far faster:
 
 * each pixel's ray (through integer pixel coordinates, no +0.5) is intersected analytically with
   the infinite cylinder around each capsule axis, then with the end sphere on the side where it

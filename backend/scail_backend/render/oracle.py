@@ -1,4 +1,4 @@
-"""The reference capsule renderer, re-written from its specification (reference §6.2-6.4).
+"""The reference capsule renderer, re-written from its specification (docs/pipeline.md §6.2-6.4).
 
 Sphere tracing of the scene SDF: one ray per pixel through integer pixel coordinates, up to 300
 steps over *every* capsule, central-difference normals of the scene SDF, head-light shading,

@@ -1,8 +1,8 @@
 """PoseSequence -> RGBA frames -> ``.mp4`` (+ PNG frames), streamed in constant memory.
 
 Frames are rendered in small batches (capsules of every person, then the 2D overlay composited
-per channel, reference §6-§7) and handed to the encoder one at a time, so memory does not grow
-with the sequence length. The depth-attenuation constants are computed once over the *whole*
+per channel, docs/pipeline.md §6-§7) and handed to the encoder one at a time, so memory does not
+grow with the sequence length. The depth-attenuation constants are computed once over the *whole*
 sequence (all frames, all people), as the reference does per call (§6.3), so a frame looks the
 same whether it is rendered alone in a stream or in one big call.
 """
@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from scail_protocol.capsules import DepthRange, drawn_endpoint_z_range, frame_capsules
+from scail_protocol.contract import composite_channels
 from scail_protocol.errors import RenderError
 from scail_protocol.overlay import overlay_pixels
 from scail_protocol.sequence import PoseSequence
@@ -43,7 +44,7 @@ class RenderReport:
     Attributes:
         path: the ``.mp4`` written.
         frames: number of frames.
-        fps: frame rate of the video (always 16, reference §8).
+        fps: frame rate of the video (always 16, docs/pipeline.md §8).
         size: (H, W) in pixels.
         arch: taichi arch used ("cpu" or "cuda").
         seconds: wall time of rendering and encoding.
@@ -73,7 +74,7 @@ def check_render_size(size, *, video: bool = True) -> tuple:
 
 
 def sequence_depth_range(seq: PoseSequence) -> DepthRange:
-    """Depth constants over every drawn limb of every frame and person (reference §6.3)."""
+    """Depth constants over every drawn limb of every frame and person (docs/pipeline.md §6.3)."""
     z_range = drawn_endpoint_z_range(seq.openpose18_3d())
     if z_range is None:  # nothing is drawn anywhere; any constants will do
         return DepthRange.from_z_range(0.0, 0.0)
@@ -99,7 +100,7 @@ def iter_rendered_frames(seq: PoseSequence, *, arch: str = "auto", batch_size: i
         seq: the poses; its ``K`` and ``size`` define the camera and frame size.
         arch: taichi arch ("auto", "cpu", "cuda").
         batch_size: frames per kernel launch (default 8); memory is O(batch_size · H · W).
-        overlay: composite the 2D hands/face/head overlay on top (reference §7).
+        overlay: composite the 2D hands/face/head overlay on top (docs/pipeline.md §7).
         progress: ``progress("render", done, total)`` after every frame; may raise
             :class:`scail_protocol.errors.Cancelled`.
 
@@ -129,19 +130,19 @@ def iter_rendered_frames(seq: PoseSequence, *, arch: str = "auto", batch_size: i
 
 
 def _composite_overlay(frame: np.ndarray, kp2d_px, score, size) -> None:
-    """Per-channel composite of the frame's overlay onto ``frame`` in place (reference §7)."""
-    index, rgb = overlay_pixels(kp2d_px, score, size)
+    """Per-channel composite of the frame's overlay onto ``frame`` in place (docs/pipeline.md
+    §7)."""
+    # each person's own two hands (issue 11; the reference's pairing mixes people, §14.6)
+    index, rgb = overlay_pixels(kp2d_px, score, size, reference_hand_pairing=False)
     if len(index) == 0:
         return
     flat = frame.reshape(-1, 4)
-    under = flat[index, :3]
-    np.copyto(under, rgb, where=rgb != 0)
-    flat[index, :3] = under
+    flat[index, :3] = composite_channels(flat[index, :3], rgb)
 
 
 def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str = "auto",
                     overlay: bool = True, progress=None) -> RenderReport:
-    """Render a sequence to an H.264 ``.mp4`` (16 fps, yuv420p; reference §8), streaming.
+    """Render a sequence to an H.264 ``.mp4`` (16 fps, yuv420p; docs/pipeline.md §8), streaming.
 
     Args:
         seq: the poses to render (at least one frame).
@@ -149,7 +150,7 @@ def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str =
         frames_dir: optional folder that receives every frame as a lossless RGBA PNG
             ``frame_00000.png``, ...; it appears (or is replaced) only when everything succeeded.
         arch: taichi arch ("auto", "cpu", "cuda").
-        overlay: composite the 2D overlay (reference §7).
+        overlay: composite the 2D overlay (docs/pipeline.md §7).
         progress: ``progress("render", done, total)``; may raise ``Cancelled``.
 
     Returns:

@@ -1,6 +1,6 @@
 """Procedural sample poses: a plausible walking human, for tests, benchmarks and demos.
 
-A small forward-kinematics skeleton with SMPL-24 proportions walks (arms swinging, one forearm
+The one procedural skeleton (``scail_protocol.skeleton``) walks (arms swinging, one forearm
 crossing in front of the chest, torso turned towards the camera by a yaw angle) about 3.5 m in
 front of the camera. Whole-body 2D points (body, feet, 68 face landmarks, 2 x 21 hand points) are
 projected from the same 3D skeleton, so the capsule render and the overlay line up like real data.
@@ -13,9 +13,12 @@ import numpy as np
 
 from scail_protocol import joints as J
 from scail_protocol.camera import project
+from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS
+from scail_protocol.rotations import quat_apply, quat_conj, quat_mul, rot_x, rot_y, rot_z
 from scail_protocol.sequence import PoseSequence
+from scail_protocol.skeleton import bone_offsets_mm, forward_kinematics
 
-DEFAULT_SIZE = (512, 896)       # reference default resolution (H, W), landscape
+DEFAULT_SIZE = DEFAULT_RESOLUTION  # (H, W), landscape
 DEFAULT_DISTANCE_MM = 3500.0    # pelvis depth of the first person
 PERSON_SPACING_MM = 1500.0      # each further person stands this much deeper ...
 PERSON_LATERAL_MM = (0.0, 650.0, -700.0, 350.0)  # ... and this far to the side
@@ -23,68 +26,43 @@ STEP_PERIOD_S = 1.1             # one full gait cycle
 VISIBLE_SCORE = 0.9
 HIDDEN_SCORE = 0.2              # below the 0.3 visibility threshold of the overlay
 
-# Rest offsets child - parent (mm) in the body frame: x = subject's left, y down, z backwards
-# (the subject faces the camera, i.e. -z). Index = SMPL-24 joint (see joints.SMPL24_NAMES).
-_REST_OFFSETS_MM = np.array([
-    (0, 0, 0), (85, 70, 0), (-85, 70, 0), (0, -110, 10), (15, 380, 0), (-15, 380, 0),
-    (0, -130, -5), (0, 400, 20), (0, 400, 20), (0, -55, 0), (10, 60, -110), (-10, 60, -110),
-    (0, -215, 25), (75, -130, 10), (-75, -130, 10), (0, -90, -40), (100, 20, 0), (-100, 20, 0),
-    (40, 260, 0), (-40, 260, 0), (10, 250, -20), (-10, 250, -20), (5, 85, -10), (-5, 85, -10),
-], dtype=np.float64)
+# The body frame here: x = subject's left, y down, z backwards (the subject faces the camera,
+# i.e. -z); the bones are those of the one procedural skeleton (scail_protocol.skeleton), whose
+# rest pose has the arms out sideways: the shoulders turn them down (_ARMS_DOWN).
+_ARMS_DOWN = {16: rot_z(np.pi / 2), 17: rot_z(-np.pi / 2)}  # left, right shoulder
 
 
-def _rot_x(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    o, z = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1),
-                     np.stack([z, s, c], -1)], -2)
+def _arm_down(angle_x, out_z, side: int):
+    """Shoulder rotation: the arm hung down, ``out_z`` away from the body, swung by ``angle_x``."""
+    return quat_mul(rot_x(angle_x), quat_mul(rot_z(out_z), _ARMS_DOWN[side]))
 
 
-def _rot_y(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    o, z = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1),
-                     np.stack([-s, z, c], -1)], -2)
-
-
-def _rot_z(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    o, z = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1),
-                     np.stack([z, z, o], -1)], -2)
+def _in_rest_frame(q, side: int):
+    """A rotation written for a hanging arm, as the local rotation of a T-pose arm's joint."""
+    down = _ARMS_DOWN[side]
+    return quat_mul(quat_conj(down), quat_mul(q, down))
 
 
 def _local_rotations(phase: np.ndarray) -> np.ndarray:
-    """(T, 24, 3, 3) joint rotations of the gait at phases (radians); forward swing is -z."""
+    """(T, 24, 4) joint rotations (quaternions) of the gait at phases (radians); forward swing
+    is -z."""
     T = len(phase)
-    rot = np.broadcast_to(np.eye(3), (T, 24, 3, 3)).copy()
+    rot = np.zeros((T, 24, 4))
+    rot[..., 0] = 1.0
     swing = 0.45 * np.sin(phase)
-    rot[:, 1] = _rot_x(swing)                      # left hip forward when swing > 0
-    rot[:, 2] = _rot_x(-swing)
-    rot[:, 4] = _rot_x(-0.6 * np.clip(np.sin(phase - 1.2), 0, None))   # knees bend backwards
-    rot[:, 5] = _rot_x(-0.6 * np.clip(np.sin(phase + np.pi - 1.2), 0, None))
-    rot[:, 3] = _rot_y(0.12 * np.sin(phase))       # torso counter-rotation
-    rot[:, 16] = _rot_x(-0.35 * np.sin(phase)) @ _rot_z(-0.25)        # left arm, slightly out
-    rot[:, 17] = _rot_x(0.35 * np.sin(phase)) @ _rot_z(0.25)
+    rot[:, 1] = rot_x(swing)                      # left hip forward when swing > 0
+    rot[:, 2] = rot_x(-swing)
+    rot[:, 4] = rot_x(-0.6 * np.clip(np.sin(phase - 1.2), 0, None))   # knees bend backwards
+    rot[:, 5] = rot_x(-0.6 * np.clip(np.sin(phase + np.pi - 1.2), 0, None))
+    rot[:, 3] = rot_y(0.12 * np.sin(phase))       # torso counter-rotation
+    rot[:, 16] = _arm_down(-0.35 * np.sin(phase), -0.25, 16)          # left arm, slightly out
+    rot[:, 17] = _arm_down(0.35 * np.sin(phase), 0.25, 17)
     # Left forearm folds across the chest and back (self-occlusion); right elbow bends gently.
     fold = 0.5 + 0.5 * np.sin(0.5 * phase)
-    rot[:, 18] = _rot_y(0.9 * fold) @ _rot_x(1.9 * fold)
-    rot[:, 19] = _rot_x(0.35 + 0.15 * np.sin(phase))
-    rot[:, 15] = _rot_y(0.25 * np.sin(0.3 * phase))  # head looks around a little
+    rot[:, 18] = _in_rest_frame(quat_mul(rot_y(0.9 * fold), rot_x(1.9 * fold)), 16)
+    rot[:, 19] = _in_rest_frame(rot_x(0.35 + 0.15 * np.sin(phase)), 17)
+    rot[:, 15] = rot_y(0.25 * np.sin(0.3 * phase))  # head looks around a little
     return rot
-
-
-def _forward_kinematics(root_mm: np.ndarray, root_rot: np.ndarray, local: np.ndarray):
-    """Global joint positions (T, 24, 3) mm and rotations (T, 24, 3, 3)."""
-    T = len(root_mm)
-    pos = np.zeros((T, 24, 3))
-    rot = np.zeros((T, 24, 3, 3))
-    pos[:, 0], rot[:, 0] = root_mm, root_rot @ local[:, 0]
-    for j in range(1, 24):
-        parent = J.SMPL24_PARENTS[j]
-        pos[:, j] = pos[:, parent] + np.einsum("tij,j->ti", rot[:, parent], _REST_OFFSETS_MM[j])
-        rot[:, j] = rot[:, parent] @ local[:, j]
-    return pos, rot
 
 
 def _face_template_mm() -> np.ndarray:
@@ -139,7 +117,9 @@ def _person_points(t: np.ndarray, person: int) -> tuple:
                      -120 + 15 * np.cos(2 * phase),
                      depth + 200 * np.sin(0.25 * phase)], -1)
     yaw = np.full(len(t), -0.5 + 0.9 * person) + 0.2 * np.sin(0.2 * phase)
-    pos, rot = _forward_kinematics(root, _rot_y(yaw), _local_rotations(phase))
+    local = _local_rotations(phase)
+    local[:, 0] = quat_mul(rot_y(yaw), local[:, 0])
+    rot, pos = forward_kinematics(local, root, bone_offsets_mm())
     head_rot = rot[:, 15]
     wb = np.full((len(t), J.NUM_WHOLEBODY, 3), np.nan)
     body = wb[:, J.BODY]
@@ -148,22 +128,23 @@ def _person_points(t: np.ndarray, person: int) -> tuple:
     head_offsets = {0: (0, 25, -95), 14: (-32, -10, -80), 15: (32, -10, -80),
                     16: (-75, 0, 0), 17: (75, 0, 0)}
     for op, offset in head_offsets.items():
-        body[:, op] = pos[:, 15] + np.einsum("tij,j->ti", head_rot, offset)
+        body[:, op] = pos[:, 15] + quat_apply(head_rot, np.asarray(offset, np.float64))
     body[:, 1] = 0.5 * (pos[:, 16] + pos[:, 17])  # DWPose neck: midpoint of the shoulders
     wb[:, J.BODY] = body
     foot_offsets = ((7, 10, (-20, 20, -60)), (7, 10, (30, 20, -30)), (7, 7, (0, 60, 50)),
                     (8, 11, (20, 20, -60)), (8, 11, (-30, 20, -30)), (8, 8, (0, 60, 50)))
     for k, (rot_joint, anchor, offset) in enumerate(foot_offsets):
-        wb[:, J.FEET.start + k] = pos[:, anchor] + np.einsum("tij,j->ti", rot[:, rot_joint], offset)
-    wb[:, J.FACE] = pos[:, 15, None] + np.einsum("tij,kj->tki", head_rot, _face_template_mm())
-    side = rot[:, 0, :, 0]  # body x axis (subject's left) in the camera frame
+        wb[:, J.FEET.start + k] = pos[:, anchor] + quat_apply(rot[:, rot_joint],
+                                                              np.asarray(offset, np.float64))
+    wb[:, J.FACE] = pos[:, 15, None] + quat_apply(head_rot[:, None], _face_template_mm()[None])
+    side = quat_apply(rot[:, 0], np.array([1.0, 0.0, 0.0]))  # subject's left, camera frame
     wb[:, J.LEFT_HAND] = _hand_points_mm(pos[:, 20], pos[:, 22], side, 1.0)
     wb[:, J.RIGHT_HAND] = _hand_points_mm(pos[:, 21], pos[:, 23], side, -1.0)
     return pos, wb, head_rot
 
 
 def walking_sequence(num_frames: int = 8, size=DEFAULT_SIZE, *, num_people: int = 1,
-                     fps: float = 16.0) -> PoseSequence:
+                     fps: float = float(OUTPUT_FPS)) -> PoseSequence:
     """A deterministic sequence of ``num_people`` walking people.
 
     Args:
@@ -188,7 +169,7 @@ def walking_sequence(num_frames: int = 8, size=DEFAULT_SIZE, *, num_people: int 
         joints[p] = pos
         kp2d[p] = project(wb, K)
         score[p] = np.where(np.isfinite(kp2d[p]).all(-1), VISIBLE_SCORE, np.nan)
-        facing = head_rot[:, 2, 0]  # z of the head's left axis: > 0 means left ear turns away
+        facing = quat_apply(head_rot, np.array([1.0, 0.0, 0.0]))[:, 2]  # > 0: left ear away
         score[p, :, 17] = np.where(facing > 0.35, HIDDEN_SCORE, score[p, :, 17])
         score[p, :, 16] = np.where(facing < -0.35, HIDDEN_SCORE, score[p, :, 16])
         body = kp2d[p][:, J.BODY]

@@ -1,5 +1,5 @@
-"""Taichi functions of the reference's sphere tracer (reference §6.3-6.4), shared by the oracle
-and by the production renderer's fallback for grazing rays.
+"""Taichi functions of the reference's sphere tracer (docs/pipeline.md §6.3-6.4), shared by the
+oracle and by the production renderer's fallback for grazing rays.
 
 Capsule rows live in a 2D float32 array; the caller says (as compile-time column indices) where
 each row keeps its segment start ``a`` and end ``b``. Everything is float32, evaluated in the
@@ -9,8 +9,8 @@ reference's order, so results agree with it to the last rounding where the compi
 from scail_protocol.capsules import (AMBIENT, DIFFUSE, MARCH_HIT_MM, MARCH_MAX_STEPS,
                                      MARCH_MIN_STEP_MM, MARCH_NORMAL_STEP_MM, SHININESS, SPECULAR)
 
-NO_CAPSULE_SDF_MM = 1e6         # reference §6.3: the SDF of an empty scene (everything misses)
-DEGENERATE_SEGMENT_MM2 = 1e-16  # reference §6.3: segments shorter than 1e-8 mm act as spheres
+NO_CAPSULE_SDF_MM = 1e6         # docs/pipeline.md §6.3: an empty scene's SDF (everything misses)
+DEGENERATE_SEGMENT_MM2 = 1e-16  # docs/pipeline.md §6.3: segments under 1e-8 mm act as spheres
 _FUNCS = {}
 
 
@@ -77,7 +77,8 @@ def _build() -> dict:
 
     @ti.func
     def shade(normal, ray, p, base, alpha, znear, depth_near, depth_far):
-        """RGBA in [0, 1] of a hit (reference §6.4): head-light, Blinn-Phong, depth dimming."""
+        """RGBA in [0, 1] of a hit (docs/pipeline.md §6.4): head-light, Blinn-Phong, depth
+        dimming."""
         light = vec3(0.0, 0.0, -1.0)  # lit from the camera
         diffuse = ti.max(normal.dot(light), 0.0)
         half = (-ray + light).normalized()

@@ -18,11 +18,14 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Optional
 
 from scail_protocol import messages as M
 from scail_protocol.errors import ProtocolError, ScailError
+from scail_protocol.outputs import describe_os_error
 from scail_protocol.sequence import PoseSequence
-from scail_protocol.wire import PROTOCOL_VERSION, Message, RefusedMessage, Session, sequence_parts
+from scail_protocol.wire import (PROTOCOL_VERSION, Message, RefusedMessage, Session,
+                                 sequence_parts, version_advice)
 
 from .. import __version__
 from . import submit, workdir
@@ -61,8 +64,10 @@ class Server:
         self.config = config
         self._own_context = context is None
         self._context = context or zmq.Context()
+        # not_before: requests signed before this server started are refused, so one captured
+        # from an earlier run of a server with the same key cannot be replayed against this one.
         self.session = Session(config.key, max_message_bytes=config.max_message_bytes,
-                               time_window_s=config.time_window_s)
+                               time_window_s=config.time_window_s, not_before=time.time())
         self.roots = Roots(config.roots)
         self.work = workdir.WorkDir(config.resolved_work_dir())
         self.uploads = UploadCache(self.work.uploads, max_file_bytes=config.max_upload_bytes,
@@ -113,7 +118,8 @@ class Server:
         endpoint = f"inproc://scail-workers-{id(self):x}"
         self._back.bind(endpoint)
         for index in range(max(1, self.config.workers)):
-            worker = Worker(self._context, endpoint, self.config.key, f"w{index}")
+            worker = Worker(self._context, endpoint, self.config.key, f"w{index}",
+                            roots=self.roots)
             self._workers[worker.identity] = {"thread": worker, "capabilities": None, "job": None}
             worker.start()
         self._await_workers()
@@ -180,8 +186,8 @@ class Server:
         import zmq
 
         for _ in range(MAX_BATCH):
-            try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+            try:  # zmq Frames, not copies: checked as views (wire.Session.deserialize)
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             handle(frames)
@@ -192,10 +198,16 @@ class Server:
         except RefusedMessage as e:
             # Without a delimiter the envelope is unknown, but the ROUTER always put the
             # sender's routing id first.
-            identities = e.identities or tuple(frames[:1])
+            identities = e.identities or tuple(f.bytes for f in frames[:1])
             log.warning("refused a message from %s: %s", _peer(identities), e)
-            self._send(self.session.message(M.ERROR, {"code": "protocol", "message": str(e)},
-                                            reply_to=e.msg_id, identities=identities))
+            body, version = {"code": "protocol", "message": str(e)}, self.session.version
+            if e.peer_version is not None:  # answered in the client's version, so it can read it
+                body, version = {"code": "version", "message": version_advice(
+                    e.peer_version, peer="this client", here_program="the backend (scail-pose)",
+                    peer_program="the client (the Blender add-on or scail-pose)",
+                    here_version=self.session.version)}, e.peer_version
+            self._send(self.session.message(M.ERROR, body, reply_to=e.msg_id,
+                                            identities=identities), version)
             return
         self._seen(msg.identities)
         handler = self._handlers.get(msg.type)
@@ -207,6 +219,10 @@ class Server:
         except ScailError as e:
             log.info("refused %s from %s: %s", msg.type, _peer(msg.identities), e)
             self._reply_error(msg, e)
+        except OSError as e:  # the server's own disk (work dir full, ...): one line, no "bug"
+            log.warning("cannot handle %s from %s: %s", msg.type, _peer(msg.identities), e)
+            self._reply_error(msg, ScailError(f"the server cannot handle {msg.type}: "
+                                              f"{describe_os_error(e)}"))
         except Exception as e:  # the loop's boundary: one bad request must not stop the server
             log.exception("internal error handling %s from %s", msg.type, _peer(msg.identities))
             self._reply_error(msg, RequestError("internal", f"internal error handling {msg.type}: "
@@ -230,12 +246,12 @@ class Server:
 
     # --- sending -------------------------------------------------------------------------------
 
-    def _send(self, msg: Message) -> bool:
+    def _send(self, msg: Message, version: Optional[int] = None) -> bool:
         """Send to a client without blocking; False when the peer is gone or too slow."""
         import zmq
 
         try:
-            self.session.send(self._front, msg, zmq.NOBLOCK)
+            self.session.send(self._front, msg, zmq.NOBLOCK, version=version)
             return True
         except zmq.ZMQError as e:
             if e.errno == zmq.EHOSTUNREACH:

@@ -25,8 +25,12 @@ def detect() -> dict:
         "device": _device(),
         "extract": _has_module("scail_backend.pipeline"),
         "render": _has_module("scail_backend.render.pipeline"),
-        "align": False,
+        "align": _has_module("scail_backend.align") and _has_module("scipy"),
         "smoothing": _has_module("scail_backend.smoothing"),
+        # several people tracked with identities; `cleanup` job option (max_people, order,
+        # fill_gaps, foot_lock)
+        "multi_person": _has_module("scail_backend.tracking"),
+        "cleanup": _has_module("scail_backend.cleanup"),
     }
 
 
@@ -38,31 +42,33 @@ def _has_module(name: str) -> bool:
 
 
 def _estimators() -> dict:
-    """``{"names": [...], "auto": name, "reason": why, "weights": {...}}`` (best effort)."""
-    info = {"names": [], "auto": None, "reason": None, "weights": None}
+    """The registry's view (``estimators.registry.capabilities``): names that can run here,
+    what ``auto`` picks, and for every estimator whether it can run and why not."""
     try:
-        from ..estimators import base
-    except ImportError as e:
-        info["reason"] = f"estimators unavailable: {e}"
-        return info
-    info["names"] = [n for n in base.names()
-                     if n == base.AUTO or n != "mediapipe" or _has_module("mediapipe")]
-    try:
-        info["auto"], info["reason"] = base.choose(base.AUTO)
-    except (ImportError, ScailError, OSError, AttributeError) as e:
-        info["reason"] = f"cannot tell which estimator auto picks: {e}"
-    try:
-        from ..estimators import nlf
+        from ..estimators import registry
 
-        status = nlf.weights_status(None)
-        info["weights"] = {"nlf": {"present": bool(status.complete),
-                                   "directory": str(status.directory),
-                                   "missing": list(status.missing)}}
-    except (ImportError, ScailError, OSError, AttributeError) as e:
-        info["weights"] = {"nlf": {"present": False, "error": str(e)}}
-    return info
+        return registry.capabilities()
+    except (ImportError, ScailError, OSError) as e:
+        return {"names": [], "auto": None, "reason": f"estimators unavailable: {e}", "all": {}}
 
 
 def _device() -> dict:
-    """``{"name": "cuda" | "cpu", "cpu_count": n}``: CUDA when an NVIDIA driver is loaded."""
-    return {"name": "cuda" if NVIDIA_PROC.exists() else "cpu", "cpu_count": os.cpu_count()}
+    """``{"name": "cuda" | "cpu", "cpu_count": n, "models": {...}}``: CUDA when an NVIDIA driver
+    is loaded; ``models`` says where each model of an estimator that can run here runs, e.g.
+    ``{"nlf": {"yolox": "cuda", "dwpose": "cuda", "nlf": "cuda:0"}}``."""
+    return {"name": "cuda" if NVIDIA_PROC.exists() else "cpu", "cpu_count": os.cpu_count(),
+            "models": _model_devices()}
+
+
+def _model_devices() -> dict:
+    try:
+        from ..estimators import registry
+
+        if not registry.availability("nlf").ok:
+            return {}
+        from ..estimators.nlf.models import planned_devices
+
+        return {"nlf": planned_devices()}
+    except (ImportError, ScailError, OSError) as e:
+        log.debug("cannot tell where the nlf models would run: %s", e)
+        return {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import stat
@@ -18,7 +19,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BIND = "tcp://127.0.0.1:5555"  # loopback: remote use is an explicit choice
 MB = 2**20
-DEFAULT_MAX_MESSAGE_BYTES = 256 * MB  # one message, all frames (also ZMQ_MAXMSGSIZE per frame)
+# One message, all frames; also ZMQ_MAXMSGSIZE per frame, so a larger frame is dropped by the
+# socket (and its peer disconnected) before it is read, whatever its signature. What clients
+# really send: upload chunks of 1 MiB (messages.UPLOAD_CHUNK_BYTES) and render requests with the
+# poses inline, ~1.9 kB per person and frame: 64 MiB holds ~35,000 person-frames (~20 minutes
+# of one person at 30 fps). Longer sequences: render a server path (poses_path).
+DEFAULT_MAX_MESSAGE_BYTES = 64 * MB
+MIN_MESSAGE_BYTES = 2 * MB  # an upload chunk and its envelope must fit
 DEFAULT_MAX_UPLOAD_BYTES = 4096 * MB  # one uploaded file
 DEFAULT_UPLOAD_CACHE_BYTES = 16384 * MB  # all cached uploads together (LRU eviction)
 DEFAULT_MAX_QUEUE = 256  # queued jobs; more are refused with code "busy"
@@ -68,11 +75,80 @@ class ServerConfig:
     workers: int = 1
     inline_poses_bytes: int = DEFAULT_INLINE_POSES_BYTES
 
+    def __post_init__(self):
+        """Check every setting once, here (the CLI and scripts that build a config alike).
+
+        Raises:
+            ScailError: one line naming the setting, its value and what is allowed.
+        """
+        for name, low, high in _LIMITS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or not low <= value <= high:
+                raise ScailError(f"server setting {_option_name(name)} must be a number in "
+                                 f"{_show(name, low)}..{_show(name, high)}, got "
+                                 f"{_show(name, value)}")
+        for name in ("max_message_bytes", "max_queue", "max_upload_bytes", "upload_cache_bytes",
+                     "workers", "inline_poses_bytes"):
+            setattr(self, name, int(getattr(self, name)))
+        if self.upload_cache_bytes < self.max_upload_bytes:
+            raise ScailError(f"--upload-cache-mb ({self.upload_cache_bytes / MB:g}) must be at "
+                             f"least --max-upload-mb ({self.max_upload_bytes / MB:g})")
+        if not isinstance(self.bind, str) or "://" not in self.bind:
+            raise ScailError(f"--bind must be a ZeroMQ endpoint such as {DEFAULT_BIND}, "
+                             f"got {self.bind!r}")
+
     def resolved_work_dir(self) -> Path:
         if self.work_dir is not None:
             return Path(self.work_dir)
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
         return Path(base) / "scail-pose" / "server"
+
+
+# (field, lowest, highest) of every numeric setting
+_LIMITS = (
+    ("max_message_bytes", MIN_MESSAGE_BYTES, 4096 * MB),
+    ("max_queue", 1, 1_000_000),
+    ("max_upload_bytes", 1, 2**50),
+    ("upload_cache_bytes", 1, 2**52),
+    ("keep_results_s", 0.0, 366 * 86400.0),
+    ("heartbeat_s", 0.05, 3600.0),
+    ("peer_timeout_s", 0.1, 86400.0),
+    ("time_window_s", 1.0, 86400.0),
+    ("workers", 1, 64),
+    ("inline_poses_bytes", 0, 4096 * MB),
+)
+_OPTIONS = {"max_message_bytes": "--max-message-mb", "max_upload_bytes": "--max-upload-mb",
+            "upload_cache_bytes": "--upload-cache-mb", "max_queue": "--max-queue",
+            "keep_results_s": "--keep-results-s", "workers": "--workers"}
+
+
+def _option_name(name: str) -> str:
+    return _OPTIONS.get(name, name)
+
+
+def _show(name: str, value) -> str:
+    """A value as the option takes it (MB for byte sizes given in MB)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return repr(value)
+    if name.endswith("_bytes") and name in _OPTIONS:
+        value = value / MB
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def megabytes(value, option: str) -> int:
+    """``--...-mb VALUE`` as bytes.
+
+    Raises:
+        ScailError: not a finite positive number.
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ScailError(f"{option} must be a positive number of megabytes, got {value!r}")
+    return int(number * MB)
 
 
 def load_or_create_key(path=None) -> tuple:

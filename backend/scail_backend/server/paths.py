@@ -74,6 +74,19 @@ class Roots:
             raise RequestError("not_found", f"{what} {text} is not an existing folder on the server")
         return real
 
+    def confine(self, real_path, what: str = "output") -> None:
+        """Refuse a real (resolved) path outside every root: the last check before an output
+        is renamed into place (its folder may have been swapped for a link meanwhile).
+
+        Raises:
+            RequestError: code ``forbidden``.
+        """
+        real = Path(os.path.realpath(real_path))
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            raise RequestError("forbidden", f"{what} {real_path} is now outside the server's "
+                                            f"roots (was its folder replaced by a link?); "
+                                            f"nothing was written")
+
     def _absolute(self, text, what: str) -> Path:
         if not self.roots:
             raise RequestError("forbidden", f"this server accepts no {what} paths (started without "

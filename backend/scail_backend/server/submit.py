@@ -8,14 +8,19 @@ queued, so mistakes come back at once as an error reply.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from scail_protocol import messages as M
-from scail_protocol.errors import ProtocolError
+from scail_protocol.errors import EstimatorError, ProtocolError
+from scail_protocol.outputs import same_file
 from scail_protocol.wire import Message, sequence_from_message
 
+from .. import options as option_checks
 from .paths import Roots
-from .tasks import MAX_SLEEP_S, MAX_SLEEP_STEPS
+from .tasks import (ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE, MAX_SLEEP_S, MAX_SLEEP_STEPS,
+                    POSES_FILE, VIDEO_FILE)
 from .uploads import UploadCache
 from .validate import RequestError, get_field, get_int, get_resolution, get_sha256
 
@@ -31,11 +36,34 @@ class Submission:
 
 
 def parse(msg: Message, sub: Submission) -> tuple:
-    """``(params, pins)`` for a submission of kind ``msg.type``."""
-    if msg.type == M.ALIGN:
-        raise RequestError("unavailable", "align is not available in this version of the server; "
-                                          "extract, render and run are")
-    return PARSERS[msg.type](msg, sub)
+    """``(params, pins)`` for a submission of kind ``msg.type``.
+
+    Raises:
+        RequestError: code ``forbidden`` when an output would replace one of the job's inputs.
+        ProtocolError, RequestError: anything else the request got wrong.
+    """
+    params, pins = PARSERS[msg.type](msg, sub)
+    _refuse_outputs_over_inputs(msg.type, params)
+    return params, pins
+
+
+INPUT_PARAMS = ("video", "poses", "reference")  # worker parameters that are input files
+OUT_DIR_FILES = (POSES_FILE, VIDEO_FILE, ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE)
+
+
+def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:
+    """Never destroy an input: refuse ``out`` (or a file a job writes into ``out_dir``) that
+    is, through any path or link, one of the job's input files."""
+    inputs = [params[name] for name in INPUT_PARAMS if params.get(name)]
+    outputs = [params["out"]] if params.get("out") else []
+    if params.get("out_dir"):
+        outputs += [os.path.join(params["out_dir"], name) for name in OUT_DIR_FILES]
+    for output in outputs:
+        for source in inputs:
+            if os.path.lexists(output) and same_file(output, source):
+                raise RequestError("forbidden", f"{kind}: output {output} is the input "
+                                                f"{source}; writing it would destroy the input, "
+                                                f"so choose another output path")
 
 
 def _video(msg: Message, sub: Submission) -> tuple:
@@ -48,8 +76,48 @@ def _video(msg: Message, sub: Submission) -> tuple:
     raise ProtocolError(f"{msg.type}: 'video' must be {{\"path\": ...}} or {{\"upload\": sha256}}")
 
 
-def _estimator(msg: Message) -> str:
-    name = get_field(msg.body, "estimator", str, msg.type, default="auto")
+def _reference(msg: Message, sub: Submission) -> tuple:
+    """``reference``: the reference image, ``{"path": ...}`` or ``{"upload": sha256, "name"?}``;
+    returns (path, pins, the client's name of an upload or None)."""
+    spec = get_field(msg.body, "reference", dict, msg.type)
+    if "path" in spec:
+        return str(sub.roots.input_file(spec["path"], "reference image")), (), None
+    if "upload" in spec:
+        sha256 = get_sha256(spec, "upload", msg.type)
+        name = spec.get("name") if isinstance(spec.get("name"), str) else None
+        return str(sub.uploads.path(sha256)), (sha256,), Path(name).name[:200] if name else None
+    raise ProtocolError(f"{msg.type}: 'reference' must be {{\"path\": ...}} or "
+                        f"{{\"upload\": sha256}}")
+
+
+def _align_options(msg: Message, estimator: bool) -> dict:
+    """``fallback`` ("clamped" | "default") and ``adapt_bones`` (bool); with ``estimator``
+    also ``estimator`` (default "same": the one that made the poses)."""
+    from ..align import CLAMPED, FALLBACKS, SAME
+
+    fallback = get_field(msg.body, "fallback", str, msg.type, default=CLAMPED)
+    if fallback not in FALLBACKS:
+        raise ProtocolError(f"{msg.type}: 'fallback' must be one of {', '.join(FALLBACKS)}, "
+                            f"got {fallback!r:.40}")
+    options = {"fallback": fallback,
+               "adapt": get_field(msg.body, "adapt_bones", bool, msg.type, default=False)}
+    if estimator:
+        options["estimator"] = _estimator(msg, default=SAME)
+    return options
+
+
+def _with_alignment(msg: Message, sub: Submission, params: dict, pins: tuple) -> tuple:
+    """extract and run: with ``use_align: true`` add the reference image and align options."""
+    if not get_field(msg.body, "use_align", bool, msg.type, default=False):
+        return params, pins
+    reference, more, name = _reference(msg, sub)
+    return dict(params, use_align=True, reference=reference,
+                align=dict(_align_options(msg, estimator=False), name=name)), \
+        tuple(pins) + tuple(more)
+
+
+def _estimator(msg: Message, default: str = "auto") -> str:
+    name = get_field(msg.body, "estimator", str, msg.type, default=default)
     if not _ESTIMATOR_RE.fullmatch(name):
         raise ProtocolError(f"{msg.type}: 'estimator' must be a name like 'auto' or 'mediapipe', "
                             f"got {name!r:.40}")
@@ -69,10 +137,48 @@ def _smoothing(msg: Message):
                             f"got {value!r:.40}") from None
 
 
+def _fps(msg: Message):
+    """``fps``: absent/null = keep the source's frames, else the rate (frames per second) to
+    resample the clip to in time (``video.timing``)."""
+    from scail_protocol.errors import VideoError
+
+    from ..video.timing import check_fps
+
+    value = get_field(msg.body, "fps", (int, float), msg.type, default=None)
+    if value is None:
+        return None
+    try:
+        return check_fps(value)
+    except VideoError as e:
+        raise ProtocolError(f"{msg.type}: 'fps': {e}") from None
+
+
 def _options(msg: Message) -> dict:
-    """The options extract and run share."""
-    return {"estimator": _estimator(msg), "resolution": get_resolution(msg.body, msg.type),
-            "smoothing": _smoothing(msg)}
+    """The options extract and run share (checked as the CLI checks them: ``options``)."""
+    estimator = _estimator(msg)
+    try:
+        option_checks.check_estimator(estimator)
+    except EstimatorError as e:
+        raise ProtocolError(f"{msg.type}: {e}") from None
+    return {"estimator": estimator, "resolution": get_resolution(msg.body, msg.type),
+            "smoothing": _smoothing(msg), "fps": _fps(msg), "cleanup": _cleanup(msg)}
+
+
+def _cleanup(msg: Message):
+    """``cleanup``: absent/null = the defaults (every person, no gap filling or foot locking),
+    else a dict of ``cleanup.CleanupOptions`` fields (max_people, order, fill_gaps, foot_lock);
+    returns the checked dict, or None."""
+    from dataclasses import asdict
+
+    from ..cleanup import CleanupOptions
+
+    value = get_field(msg.body, "cleanup", dict, msg.type, default=None)
+    if value is None:
+        return None
+    try:
+        return asdict(CleanupOptions.from_value(value))
+    except (ValueError, TypeError) as e:
+        raise ProtocolError(f"{msg.type}: 'cleanup': {e}") from None
 
 
 def _out_file(msg: Message, sub: Submission, name: str = "out"):
@@ -83,7 +189,7 @@ def _out_file(msg: Message, sub: Submission, name: str = "out"):
 def parse_extract(msg: Message, sub: Submission) -> tuple:
     options = _options(msg)
     video, pins = _video(msg, sub)
-    return dict(options, video=video, out=_out_file(msg, sub)), pins
+    return _with_alignment(msg, sub, dict(options, video=video, out=_out_file(msg, sub)), pins)
 
 
 def parse_run(msg: Message, sub: Submission) -> tuple:
@@ -91,10 +197,26 @@ def parse_run(msg: Message, sub: Submission) -> tuple:
     out_dir = get_field(msg.body, "out_dir", str, msg.type, default=None)
     video, pins = _video(msg, sub)
     out_dir = None if out_dir is None else str(sub.roots.output_dir(out_dir))
-    return dict(options, video=video, out_dir=out_dir), pins
+    return _with_alignment(msg, sub, dict(options, video=video, out_dir=out_dir), pins)
 
 
 def parse_render(msg: Message, sub: Submission) -> tuple:
+    return {"poses": _poses(msg, sub), "out": _out_file(msg, sub)}, ()
+
+
+def parse_align(msg: Message, sub: Submission) -> tuple:
+    """``align {poses + arrays | poses_path, reference, estimator?, fallback?, adapt_bones?,
+    render?, out?}``."""
+    options = _align_options(msg, estimator=True)
+    render = get_field(msg.body, "render", bool, msg.type, default=False)
+    poses = _poses(msg, sub)
+    reference, pins, name = _reference(msg, sub)
+    return dict(options, name=name, poses=poses, reference=reference, render=render,
+                out=_out_file(msg, sub)), pins
+
+
+def _poses(msg: Message, sub: Submission) -> str:
+    """The poses of render and align: inline (saved into the job folder) or a server path."""
     if "poses" in msg.body:
         seq = sequence_from_message(msg)  # NaN in K, infinities, bad shapes: refused here
         poses = str(seq.save(sub.job_dir / INPUT_POSES_FILE))
@@ -104,7 +226,7 @@ def parse_render(msg: Message, sub: Submission) -> tuple:
     else:
         raise ProtocolError(f"{msg.type}: send the poses inline ('poses' + arrays) or as "
                             f"'poses_path' on the server")
-    return {"poses": poses, "out": _out_file(msg, sub)}, ()
+    return poses
 
 
 def parse_sleep(msg: Message, sub: Submission) -> tuple:
@@ -123,5 +245,5 @@ def parse_copy(msg: Message, sub: Submission) -> tuple:
 
 
 PARSERS = {M.EXTRACT: parse_extract, M.RUN: parse_run, M.RENDER: parse_render,
-           M.SLEEP: parse_sleep, M.COPY: parse_copy}
-SUBMIT_TYPES = tuple(PARSERS) + (M.ALIGN,)
+           M.ALIGN: parse_align, M.SLEEP: parse_sleep, M.COPY: parse_copy}
+SUBMIT_TYPES = tuple(PARSERS)

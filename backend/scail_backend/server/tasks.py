@@ -1,7 +1,8 @@
 """What a worker runs for each job kind.
 
-Real kinds: ``extract`` (video -> poses), ``render`` (poses -> conditioning video) and ``run``
-(both). The pipeline modules are imported when a job runs, never at import.
+Real kinds: ``extract`` (video -> poses), ``render`` (poses -> conditioning video), ``run``
+(both) and ``align`` (poses + reference image -> aligned poses, optionally rendered); extract and
+run align too when asked (``use_align``). The pipeline modules are imported when a job runs, never at import.
 
 Diagnostic kinds, for health checks, tests and benchmarks (they touch no model):
 
@@ -26,7 +27,8 @@ from pathlib import Path
 
 from scail_protocol import messages as M
 from scail_protocol.errors import ScailError
-from scail_protocol.sequence import PoseSequence, write_atomically
+from scail_protocol.outputs import atomic_path, write_atomically
+from scail_protocol.sequence import PoseSequence
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,8 @@ MAX_SLEEP_STEPS = 1000
 COPY_BLOCK_BYTES = 1 << 20
 POSES_FILE = "poses.npz"
 VIDEO_FILE = "rendered.mp4"
+ALIGNED_POSES_FILE = "poses_aligned.npz"     # as ``pipeline`` names them in a run folder
+ALIGNED_VIDEO_FILE = "rendered_aligned.mp4"
 
 
 class TaskContext:
@@ -44,12 +48,15 @@ class TaskContext:
         job_dir: the job's private folder (exists, empty at start).
         progress: ``progress(stage, done, total)``; raises Cancelled once cancel is asked.
         wait: ``wait(seconds)``: pause, raising Cancelled at once when cancel is asked.
+        check_output: ``check_output(real_path)`` raises when an output would land outside the
+            server's roots; called right before each final rename (None: no check).
     """
 
-    def __init__(self, job_dir: Path, progress, wait):
+    def __init__(self, job_dir: Path, progress, wait, check_output=None):
         self.job_dir = Path(job_dir)
         self.progress = progress
         self.wait = wait
+        self.check_output = check_output
 
 
 def run_task(kind: str, params: dict, ctx: TaskContext) -> dict:
@@ -68,11 +75,30 @@ def run_task(kind: str, params: dict, ctx: TaskContext) -> dict:
 
 def _extract(params: dict, ctx: TaskContext) -> dict:
     seq = _extract_sequence(params, ctx)
+    alignment = None
+    if params.get("use_align"):
+        seq, alignment = _align_sequence(seq, params["reference"], params.get("align"), ctx)
     poses = seq.save(ctx.job_dir / POSES_FILE)
     out = params.get("out")
     if out:
-        seq.save(out)
-    return {"poses": str(poses), "report": _sequence_report(seq, out)}
+        _save_output(seq, out, ctx)
+    return {"poses": str(poses), "report": _sequence_report(seq, out, alignment)}
+
+
+def _align(params: dict, ctx: TaskContext) -> dict:
+    options = {k: params[k] for k in ("estimator", "fallback", "adapt", "name") if k in params}
+    seq, alignment = _align_sequence(PoseSequence.load(params["poses"]), params["reference"],
+                                     options, ctx)
+    poses = seq.save(ctx.job_dir / ALIGNED_POSES_FILE)
+    out = params.get("out")
+    if out:
+        _save_output(seq, out, ctx)
+    result = {"poses": str(poses), "report": _sequence_report(seq, out, alignment)}
+    if params.get("render"):
+        video, render_report = _render_sequence(seq, ctx)
+        result["video"] = _video_info(video, None)
+        result["report"]["render"] = render_report
+    return result
 
 
 def _render(params: dict, ctx: TaskContext) -> dict:
@@ -80,20 +106,26 @@ def _render(params: dict, ctx: TaskContext) -> dict:
     video, report = _render_sequence(seq, ctx)
     out = params.get("out")
     if out:
-        _copy_file(video, Path(out))
+        _copy_file(video, Path(out), ctx)
     return {"video": _video_info(video, out), "report": report}
 
 
 def _run(params: dict, ctx: TaskContext) -> dict:
     seq = _extract_sequence(params, ctx)
-    poses = seq.save(ctx.job_dir / POSES_FILE)
-    video, render_report = _render_sequence(seq, ctx)
     out_dir = params.get("out_dir")
+    unaligned, alignment, poses_name, video_name = seq, None, POSES_FILE, VIDEO_FILE
+    if params.get("use_align"):
+        seq, alignment = _align_sequence(seq, params["reference"], params.get("align"), ctx)
+        poses_name, video_name = ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE
+    poses = seq.save(ctx.job_dir / poses_name)
+    video, render_report = _render_sequence(seq, ctx)
     if out_dir:
-        seq.save(Path(out_dir) / POSES_FILE)
-        _copy_file(video, Path(out_dir) / VIDEO_FILE)
-    report = dict(_sequence_report(seq, out_dir), render=render_report)
-    out_video = str(Path(out_dir) / VIDEO_FILE) if out_dir else None
+        if alignment is not None:  # the unaligned poses too, as `run DIR --use-align` does
+            _save_output(unaligned, Path(out_dir) / POSES_FILE, ctx)
+        _save_output(seq, Path(out_dir) / poses_name, ctx)
+        _copy_file(video, Path(out_dir) / video_name, ctx)
+    report = dict(_sequence_report(seq, out_dir, alignment), render=render_report)
+    out_video = str(Path(out_dir) / video_name) if out_dir else None
     return {"poses": str(poses), "video": _video_info(video, out_video), "report": report}
 
 
@@ -121,11 +153,12 @@ def _copy(params: dict, ctx: TaskContext) -> dict:
             ctx.progress("copy", done, total)
     out = params.get("out")
     if out:
-        _copy_file(target, Path(out))
+        _copy_file(target, Path(out), ctx)
     return {"video": _video_info(target, out), "report": {"bytes": total}}
 
 
-TASKS = {M.EXTRACT: _extract, M.RENDER: _render, M.RUN: _run, M.SLEEP: _sleep, M.COPY: _copy}
+TASKS = {M.EXTRACT: _extract, M.RENDER: _render, M.RUN: _run, M.ALIGN: _align, M.SLEEP: _sleep,
+         M.COPY: _copy}
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -138,7 +171,19 @@ def _extract_sequence(params: dict, ctx: TaskContext) -> PoseSequence:
         options["resolution"] = params["resolution"]
     if params.get("smoothing") is not None:
         options["smoothing"] = params["smoothing"]
+    if params.get("fps") is not None:
+        options["fps"] = params["fps"]
+    if params.get("cleanup") is not None:
+        options["cleanup"] = params["cleanup"]
     return extract_video(params["video"], **options)
+
+
+def _align_sequence(seq: PoseSequence, reference: str, options, ctx: TaskContext) -> tuple:
+    """(aligned sequence, its alignment record) (``scail_backend.align``)."""
+    from ..align import align_to_reference
+
+    result = align_to_reference(seq, reference, progress=ctx.progress, **(options or {}))
+    return result.sequence, dict(result.record, message=result.message)
 
 
 def _render_sequence(seq: PoseSequence, ctx: TaskContext) -> tuple:
@@ -149,10 +194,13 @@ def _render_sequence(seq: PoseSequence, ctx: TaskContext) -> tuple:
     return video, _jsonable(report)
 
 
-def _sequence_report(seq: PoseSequence, out) -> dict:
-    return {"frames": seq.num_frames, "people": seq.num_people, "fps": seq.fps,
-            "size": list(seq.size), "estimator": seq.meta.get("estimator"),
-            "out": str(out) if out else None}
+def _sequence_report(seq: PoseSequence, out, alignment=None) -> dict:
+    report = {"frames": seq.num_frames, "people": seq.num_people, "fps": seq.fps,
+              "size": list(seq.size), "estimator": seq.meta.get("estimator"),
+              "out": str(out) if out else None}
+    if alignment is not None:
+        report["alignment"] = alignment
+    return report
 
 
 def _video_info(path: Path, out) -> dict:
@@ -165,10 +213,18 @@ def _video_info(path: Path, out) -> dict:
             "path": str(out) if out else None}
 
 
-def _copy_file(source: Path, target: Path) -> None:
-    """Copy atomically (temporary file beside ``target``, then rename)."""
+def _copy_file(source: Path, target: Path, ctx: TaskContext) -> None:
+    """Copy atomically (temporary file beside ``target``, then rename), checking right before
+    the rename that the output still lands inside the server's roots."""
     with source.open("rb") as src:
-        write_atomically(target, lambda dst: shutil.copyfileobj(src, dst, COPY_BLOCK_BYTES))
+        write_atomically(target, lambda dst: shutil.copyfileobj(src, dst, COPY_BLOCK_BYTES),
+                         before_rename=ctx.check_output)
+
+
+def _save_output(seq: PoseSequence, target, ctx: TaskContext) -> None:
+    """``seq.save(target)`` for a path outside the job folder (checked as :func:`_copy_file`)."""
+    with atomic_path(target, before_rename=ctx.check_output) as temp:
+        seq.save(temp)
 
 
 def _jsonable(report) -> dict:

@@ -57,13 +57,19 @@ def get_sha256(body: dict, name: str, msg_type: str) -> str:
 
 
 def get_resolution(body: dict, msg_type: str):
-    """``resolution``: None, or the working size [H, W] in pixels (each 16..8192) for landscape
-    input (the pipeline swaps it for portrait)."""
+    """``resolution``: None, or the working size [H, W] in pixels for landscape input (the
+    pipeline swaps it for portrait), within the limits the CLI applies
+    (:func:`scail_backend.options.check_resolution`)."""
+    from ..options import check_resolution
+
     value = body.get("resolution")
     if value is None:
         return None
     if not isinstance(value, list) or len(value) != 2 or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 8192 for v in value):
-        raise ProtocolError(f"{msg_type}: 'resolution' must be [H, W] integers in 16..8192, "
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ProtocolError(f"{msg_type}: 'resolution' must be [H, W] integers, "
                             f"got {value!r:.60}")
-    return value
+    try:
+        return list(check_resolution(value))
+    except ScailError as e:
+        raise ProtocolError(f"{msg_type}: 'resolution' must be [H, W]: {e}") from None

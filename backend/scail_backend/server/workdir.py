@@ -14,6 +14,9 @@ import secrets
 import shutil
 from pathlib import Path
 
+from scail_protocol.errors import ScailError
+from scail_protocol.outputs import describe_os_error
+
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
@@ -23,15 +26,27 @@ class WorkDir:
     """Folders of one server instance under ``root`` (created, owner-only)."""
 
     def __init__(self, root):
+        """Make (or reuse) the folders.
+
+        Raises:
+            ScailError: the folder cannot be used (read-only, not a folder, no permission),
+                one line naming it and what to do.
+        """
         self.root = Path(root)
         self.uploads = self.root / "uploads"
         jobs = self.root / "jobs"
-        for folder in (self.root, self.uploads, jobs):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _remove_stale_instances(jobs)
-        self.jobs = jobs / secrets.token_hex(4)
-        self.jobs.mkdir(mode=0o700)
-        self._lock = _lock(self.jobs / LOCK_FILE)
+        try:
+            for folder in (self.root, self.uploads, jobs):
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _remove_stale_instances(jobs)
+            self.jobs = jobs / secrets.token_hex(4)
+            self.jobs.mkdir(mode=0o700)
+            self._lock = _lock(self.jobs / LOCK_FILE)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename and str(e.filename) != str(self.root) else ""
+            raise ScailError(f"cannot use the work dir {self.root}: {where}"
+                             f"{describe_os_error(e)}; choose a writable folder with "
+                             f"--work-dir") from None
 
     def job_dir(self, job_id: str) -> Path:
         """A new, empty folder for one job."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from scail_protocol import messages as M
 from scail_protocol.errors import Cancelled, ScailError
+from scail_protocol.outputs import describe_os_error
 from scail_protocol.wire import RefusedMessage, Session
 
 from . import capabilities
@@ -46,13 +47,16 @@ class Worker(threading.Thread):
         endpoint: the broker's worker-facing ROUTER endpoint.
         key: the shared key.
         name: the worker's identity (bytes on the wire), unique per broker.
+        roots: the server's :class:`~.paths.Roots`; outputs under them are checked against
+            them again right before their final rename. None: no such check.
     """
 
-    def __init__(self, context, endpoint: str, key: bytes, name: str):
+    def __init__(self, context, endpoint: str, key: bytes, name: str, *, roots=None):
         super().__init__(name=f"scail-worker-{name}", daemon=True)
         self.context = context
         self.endpoint = endpoint
         self.key = key
+        self.roots = roots
         self.identity = name.encode()
         self.stopping = threading.Event()
 
@@ -84,7 +88,8 @@ class Worker(threading.Thread):
     def _run_job(self, session: Session, sock, msg) -> None:
         job_id = msg.job_id
         state = _JobState(self, session, sock, job_id)
-        ctx = TaskContext(Path(msg.body["job_dir"]), state.progress, state.wait)
+        ctx = TaskContext(Path(msg.body["job_dir"]), state.progress, state.wait,
+                          check_output=self.roots.confine if self.roots else None)
         log.info("job %s (%s) started", job_id, msg.body["kind"])
         try:
             result = run_task(msg.body["kind"], msg.body["params"], ctx)
@@ -94,6 +99,12 @@ class Worker(threading.Thread):
         except ScailError as e:
             log.info("job %s failed: %s", job_id, e)
             reply = session.message(M.ERROR, {"code": M.error_code(e), "message": str(e)},
+                                    job_id=job_id)
+        except OSError as e:  # what the OS refused (a file, the disk): the job's error, in a line
+            log.warning("job %s failed: %s", job_id, e)
+            where = f"{e.filename}: " if e.filename else ""
+            reply = session.message(M.ERROR, {"code": "error", "message":
+                                              f"job {job_id}: {where}{describe_os_error(e)}"},
                                     job_id=job_id)
         except Exception as e:  # the worker boundary: a bug must not kill the worker
             log.exception("job %s crashed", job_id)

@@ -16,12 +16,13 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+from scail_protocol import blender_rig
 from scail_protocol.camera import BLENDER_CAMERA_EULER, blender_camera_from_K
 from scail_protocol.errors import RenderError
 from scail_protocol.joints import SMPL24_NAMES, SMPL24_PARENTS
 from scail_protocol.rotations import matrix_to_quat, quat_conj, quat_mul, quat_to_matrix
 
-from .figure import COLORS_SRGB8, MATERIALS, build_mesh
+from .figure import COLORS_SRGB8, MATERIALS, build_mesh, colors_srgb8
 from .motions import MotionFrames
 from .skeleton import rest_joints, rest_tails
 
@@ -100,40 +101,23 @@ def _add_camera(scene, K: np.ndarray, size):
     return camera
 
 
-def _add_armature(scene, stage):
-    import bpy
-
-    data = bpy.data.armatures.new("smpl24")
-    arm = bpy.data.objects.new("synth_figure", data)
-    scene.collection.objects.link(arm)
+def _add_armature(scene, stage, body):
+    arm = blender_rig.build_armature("synth_figure", scene.collection, rest_joints(body),
+                                     rest_tails(body), SMPL24_NAMES, SMPL24_PARENTS)
     arm.parent = stage
-    bpy.context.view_layer.objects.active = arm
-    bpy.ops.object.mode_set(mode="EDIT")
-    heads, tails = rest_joints(), rest_tails()
-    bones = []
-    for j, name in enumerate(SMPL24_NAMES):
-        bone = data.edit_bones.new(name)
-        bone.head, bone.tail, bone.roll = heads[j].tolist(), tails[j].tolist(), 0.0
-        bones.append(bone)
-    for j, parent in enumerate(SMPL24_PARENTS):
-        if parent >= 0:
-            bones[j].parent = bones[parent]
-            bones[j].use_connect = False
-    bpy.ops.object.mode_set(mode="OBJECT")
-    for pose_bone in arm.pose.bones:
-        pose_bone.rotation_mode = "QUATERNION"
     return arm
 
 
-def _add_body(scene, arm):
+def _add_body(scene, arm, body):
     import bpy
 
-    figure = build_mesh()
+    figure = build_mesh(body)
+    colors = colors_srgb8(body)
     mesh = bpy.data.meshes.new("synth_body")
     mesh.from_pydata(figure.verts.tolist(), [], figure.faces)
     for name in MATERIALS:
         material = bpy.data.materials.new(f"synth_{name}")
-        material.diffuse_color = _srgb_to_linear(COLORS_SRGB8[name])
+        material.diffuse_color = _srgb_to_linear(colors[name])
         material.roughness = 0.6
         mesh.materials.append(material)
     mesh.polygons.foreach_set("material_index", figure.face_material.astype(np.int32))
@@ -173,24 +157,8 @@ def _add_props(scene, stage, props) -> None:
         scene.collection.objects.link(obj)
 
 
-def _fcurve(action, arm, data_path: str, index: int, group: str):
-    if hasattr(action, "fcurve_ensure_for_datablock"):  # Blender 4.4+ (slotted actions)
-        return action.fcurve_ensure_for_datablock(arm, data_path, index=index)
-    return action.fcurves.new(data_path, index=index, action_group=group)
-
-
-def _key(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
-    fcurve.keyframe_points.add(len(frames))
-    fcurve.keyframe_points.foreach_set("co", np.stack([frames, values], -1).ravel())
-    for point in fcurve.keyframe_points:
-        point.interpolation = "LINEAR"
-    fcurve.update()
-
-
-def _key_motion(arm, motion: MotionFrames) -> None:
+def _key_motion(arm, motion: MotionFrames, body) -> None:
     """Key every bone's rotation and the pelvis location on every frame (bulk F-curve writes)."""
-    import bpy
-
     num = motion.local_quats.shape[0]
     frames = np.arange(num, dtype=np.float64) + FRAME_START
     rest = np.stack([np.array(arm.data.bones[name].matrix_local)[:3, :3] for name in SMPL24_NAMES])
@@ -199,28 +167,26 @@ def _key_motion(arm, motion: MotionFrames) -> None:
     basis = quat_mul(quat_conj(rest_q)[None], quat_mul(motion.local_quats, rest_q[None]))
     signs = np.where(np.sum(basis[1:] * basis[:-1], axis=-1) < 0, -1.0, 1.0)
     basis[1:] *= np.cumprod(signs, axis=0)[..., None]  # no flips between frames
-    root_head = rest_joints()[0]
+    root_head = rest_joints(body)[0]
     location = (motion.root_m - root_head) @ quat_to_matrix(rest_q[0])  # R^T (p - head)
-    arm.animation_data_create()
-    action = bpy.data.actions.new("synth_motion")
-    arm.animation_data.action = action
+    channels = blender_rig.new_action("synth_motion", arm)
     for j, name in enumerate(SMPL24_NAMES):
-        path = f'pose.bones["{name}"].rotation_quaternion'
-        for k in range(4):
-            _key(_fcurve(action, arm, path, k, name), frames, basis[:, j, k])
-    for k in range(3):
-        _key(_fcurve(action, arm, f'pose.bones["{SMPL24_NAMES[0]}"].location', k, SMPL24_NAMES[0]),
-             frames, location[:, k])
+        blender_rig.key_curves(channels, name, f'pose.bones["{name}"].rotation_quaternion',
+                               frames, basis[:, j])
+    blender_rig.key_curves(channels, SMPL24_NAMES[0],
+                           f'pose.bones["{SMPL24_NAMES[0]}"].location', frames, location)
+    blender_rig.assign_action(arm, channels)
 
 
 def build_scene(motion: MotionFrames, stage_to_world: np.ndarray, K: np.ndarray, size,
-                fps: float) -> SceneHandles:
+                fps: float, body=None) -> SceneHandles:
     """Reset Blender and build the camera, the stage, the rigged figure and its animation.
 
     Args:
         motion: the evaluated motion (stage frame).
         stage_to_world: (4, 4) stage -> Blender world (camera at the origin looking down +Y).
         K: (3, 3) intrinsics; size: (H, W) pixels; fps: frames per second.
+        body: the figure's body type (:mod:`.bodies`; None = average), as ``motion`` used.
     """
     import bpy
 
@@ -230,14 +196,14 @@ def build_scene(motion: MotionFrames, stage_to_world: np.ndarray, K: np.ndarray,
     stage = bpy.data.objects.new("synth_stage", None)
     scene.collection.objects.link(stage)
     stage.matrix_world = _to_matrix(stage_to_world)
-    arm = _add_armature(scene, stage)
-    body = _add_body(scene, arm)
+    arm = _add_armature(scene, stage, body)
+    mesh = _add_body(scene, arm, body)
     _add_props(scene, stage, motion.props)
-    _key_motion(arm, motion)
+    _key_motion(arm, motion, body)
     num = motion.local_quats.shape[0]
     scene.frame_start, scene.frame_end = FRAME_START, FRAME_START + num - 1
     scene.frame_set(FRAME_START)
-    return SceneHandles(scene, camera, stage, arm, body, num)
+    return SceneHandles(scene, camera, stage, arm, mesh, num)
 
 
 def _to_matrix(m: np.ndarray):

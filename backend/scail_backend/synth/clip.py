@@ -13,17 +13,19 @@ from typing import Iterator, Optional
 
 import numpy as np
 from scail_protocol.camera import blender_to_camera
+from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS
 from scail_protocol.errors import ScailError, VideoError
 from scail_protocol.sequence import MAX_SIDE_PX
 
 from ..progress import ProgressFn, no_progress
+from ..signals import deferred
 from ..video.writer import Mp4Writer
-from . import backdrop, blender_scene, cameras, motions, truth
+from . import backdrop, blender_scene, bodies, cameras, motions, truth
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIZE = (512, 896)  # (H, W) reference working resolution, landscape
-DEFAULT_FPS = 16.0         # reference §8: the conditioning video's rate
+DEFAULT_SIZE = DEFAULT_RESOLUTION  # (H, W) working resolution, landscape
+DEFAULT_FPS = float(OUTPUT_FPS)    # the conditioning video's rate
 DEMO_MOTION, DEMO_CAMERA = "demo", "front"
 DRIVING_NAME, TRUTH_NAME = "driving.mp4", "truth.npz"
 REFERENCE_NAME = "ref.png"  # the first frame: the folder is then what `scail-pose run` reads
@@ -74,30 +76,35 @@ def _check_args(motion: str, camera: str, num_frames, size, fps):
 
 def iter_frames(*, motion: str = "wave", camera: str = "front", num_frames: Optional[int] = None,
                 size=DEFAULT_SIZE, fps: float = DEFAULT_FPS, scratch_dir=None,
-                progress: Optional[ProgressFn] = None) -> Iterator[RenderedFrame]:
+                progress: Optional[ProgressFn] = None,
+                body: str = bodies.DEFAULT_BODY) -> Iterator[RenderedFrame]:
     """Build the scene and yield each rendered frame with its ground truth.
 
     Frame i shows the motion at time i / fps (past the motion's end it holds the last pose).
     ``scratch_dir`` receives one temporary PNG at a time (default: a private temp folder).
-    The camera's K is ``cameras.intrinsics(cameras.get_camera(camera), size)``.
+    The camera's K is ``cameras.intrinsics(cameras.get_camera(camera), size)``; ``body`` is a
+    name from :data:`.bodies.BODIES`.
     """
     spec, setup, num, size, fps = _check_args(motion, camera, num_frames, size, fps)
+    body = bodies.get_body(body)
     progress = progress or no_progress
-    frames = motions.evaluate(spec.name, np.arange(num) / fps)
+    frames = motions.evaluate(spec.name, np.arange(num) / fps, body)
     stage, K = cameras.stage_to_world(setup), cameras.intrinsics(setup, size)
     background = backdrop.backdrop(stage, setup.height_m, K, size)
-    table = truth.landmark_table()
-    handles = blender_scene.build_scene(frames, stage, K, size, fps)
+    table = truth.landmark_table(body)
+    with deferred():  # Blender crashes if a SIGTERM's exception lands while it sets up
+        handles = blender_scene.build_scene(frames, stage, K, size, fps, body)
     own_scratch = scratch_dir is None
     scratch = Path(tempfile.mkdtemp(prefix="scail-synth-") if own_scratch else scratch_dir)
     try:
         progress(STAGE, 0, num)
         for i in range(num):
-            blender_scene.set_frame(handles, i)
-            joints = blender_scene.joint_positions(handles)
-            marks = truth.posed_landmarks(table, blender_scene.pose_matrices(handles))
-            vertices_mm = blender_to_camera(blender_scene.body_vertices(handles))
-            rgba = blender_scene.render_rgba(handles, scratch / f"frame_{i:06d}.png")
+            with deferred():  # ... or renders; a stop then ends the loop after this frame
+                blender_scene.set_frame(handles, i)
+                joints = blender_scene.joint_positions(handles)
+                marks = truth.posed_landmarks(table, blender_scene.pose_matrices(handles))
+                vertices_mm = blender_to_camera(blender_scene.body_vertices(handles))
+                rgba = blender_scene.render_rgba(handles, scratch / f"frame_{i:06d}.png")
             yield RenderedFrame(i, backdrop.composite(rgba, background), rgba[..., 3].copy(),
                                 joints, marks, truth.bbox_from_vertices(vertices_mm, K, size))
             progress(STAGE, i + 1, num)
@@ -108,7 +115,8 @@ def iter_frames(*, motion: str = "wave", camera: str = "front", num_frames: Opti
 
 def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
               num_frames: Optional[int] = None, size=DEFAULT_SIZE, fps: float = DEFAULT_FPS,
-              progress: Optional[ProgressFn] = None) -> SynthClip:
+              progress: Optional[ProgressFn] = None,
+              body: str = bodies.DEFAULT_BODY) -> SynthClip:
     """Render a synthetic clip and its ground truth into ``out_dir``.
 
     Writes ``out_dir/driving.mp4`` (H.264, ``size`` (H, W), ``fps``), ``out_dir/truth.npz``
@@ -125,12 +133,15 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
         size: (H, W) pixels, both even.
         fps: whole frames per second (also the sampling rate of the motion).
         progress: ``progress("synth", done, total)`` once per frame.
+        body: the figure's body type, one of :data:`.bodies.BODIES`.
 
     Raises:
-        ScailError: unknown motion or camera (the message lists the valid names), bad size/fps.
+        ScailError: unknown motion, camera or body (the message lists the valid names), bad
+            size/fps.
         VideoError: the video cannot be written.
     """
     spec, setup, num, size, fps = _check_args(motion, camera, num_frames, size, fps)
+    body = bodies.get_body(body)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".synth-", dir=out_dir))
@@ -139,7 +150,8 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
         joints, marks, boxes = [], [], []
         with Mp4Writer(work / DRIVING_NAME, size, fps=int(fps)) as writer:
             for frame in iter_frames(motion=spec.name, camera=setup.name, num_frames=num,
-                                     size=size, fps=fps, scratch_dir=work, progress=progress):
+                                     size=size, fps=fps, scratch_dir=work, progress=progress,
+                                     body=body):
                 writer.write(frame.rgb)
                 if frame.index == 0:
                     _write_png(work / REFERENCE_NAME, frame.rgb)
@@ -148,10 +160,11 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
                 boxes.append(frame.bbox)
         setup_fields = ("distance_m", "height_m", "yaw_deg", "target_height_m", "fov_deg")
         meta = {"source": "scail_backend.synth", "motion": spec.name, "camera": setup.name,
+                "body": body.name,
                 "camera_setup": {k: getattr(setup, k) for k in setup_fields},
                 "kp2d_note": "exact projections; face-68 NaN; occlusion not modelled"}
         sequence = truth.build_sequence(np.stack(joints), np.stack(marks), np.stack(boxes),
-                                        truth.landmark_table(), cameras.intrinsics(setup, size),
+                                        truth.landmark_table(body), cameras.intrinsics(setup, size),
                                         size, fps, meta)
         sequence.save(work / TRUTH_NAME)
         driving, truth_path, reference = (out_dir / DRIVING_NAME, out_dir / TRUTH_NAME,

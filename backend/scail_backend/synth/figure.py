@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scail_protocol.joints import SMPL24
 
+from . import bodies
 from .shapes import capsule, ellipsoid, loft
-from .skeleton import rest_joints
+from .skeleton import reshape_rest_points, rest_joints
 
 # sRGB colours (8 bit) of the flat Workbench materials.
 COLORS_SRGB8 = {
@@ -36,6 +37,11 @@ COLORS_SRGB8 = {
     "prop": (150, 108, 68),
 }
 MATERIALS = tuple(name for name in COLORS_SRGB8 if name != "prop")
+
+
+def colors_srgb8(body=None) -> dict:
+    """COLORS_SRGB8 with the body type's clothing and hair colours (:mod:`.bodies`)."""
+    return {**COLORS_SRGB8, **bodies.get_body(body).colors}
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,12 @@ def _hair_keep(u: np.ndarray) -> np.ndarray:
     back = (u[:, 1] > 0.05) & (u[:, 2] > -0.55)
     ears = (np.abs(u[:, 0]) > 0.72) & (u[:, 2] < 0.30) & (u[:, 1] < 0.45)
     return (top | back) & ~ears
+
+
+def _long_hair_parts() -> list:
+    # Hair falling from the back of the head to below the shoulders; it moves with the head.
+    return [Part("hair_long", "head", "hair",
+                 *capsule((0.0, 0.080, 1.620), (0.0, 0.095, 1.330), 0.082, 0.060))]
 
 
 def _head_parts() -> list:
@@ -246,19 +258,24 @@ def _limb_parts(side: str) -> list:
     return parts
 
 
-def build_parts() -> list:
-    """Every part of the figure (rest pose), head first."""
+def build_parts(body=None) -> list:
+    """Every part of the average figure (rest pose), head first, with ``body``'s hair."""
     parts = _head_parts() + _torso_parts()
+    if bodies.get_body(body).long_hair:
+        parts += _long_hair_parts()
     for side in ("left", "right"):
         parts += _limb_parts(side)
     return parts
 
 
-def build_mesh() -> FigureMesh:
-    """The parts concatenated into one mesh with per-face material and per-vertex bone."""
+def build_mesh(body=None) -> FigureMesh:
+    """The parts concatenated into one mesh with per-face material and per-vertex bone.
+
+    ``body``: a :mod:`.bodies` body type (or name); None = the average figure.
+    """
     verts, faces, face_material, bones, weights = [], [], [], [], []
     offset = 0
-    for part in build_parts():
+    for part in build_parts(body):
         n = len(part.verts)
         verts.append(part.verts)
         faces += [tuple(i + offset for i in f) for f in part.faces]
@@ -270,13 +287,14 @@ def build_mesh() -> FigureMesh:
             bones.append(part.weights[0])
             weights.append(part.weights[1])
         offset += n
-    return FigureMesh(np.concatenate(verts), faces, np.array(face_material, np.int64),
-                      np.concatenate(bones), np.concatenate(weights))
+    verts, bones, weights = np.concatenate(verts), np.concatenate(bones), np.concatenate(weights)
+    verts = reshape_rest_points(verts, bones, weights, body)
+    return FigureMesh(verts, faces, np.array(face_material, np.int64), bones, weights)
 
 
 # --- landmarks -------------------------------------------------------------------------------
 
-def face_landmarks() -> dict:
+def face_landmarks(body=None) -> dict:
     """Body-frame rest positions (metres) of nose tip, pupils and ears; all move with the head."""
     nose_y = _face_front_y(0.0, 1.600)
     marks = {"nose": np.array((0.0, nose_y + 0.004 - 0.020, 1.598))}
@@ -284,22 +302,33 @@ def face_landmarks() -> dict:
         eye = _side((0.031, _face_front_y(0.031, 1.632) + 0.004, 1.632), side)
         marks[f"{side}_eye"] = eye + (0.0, -0.0065, 0.0)
         marks[f"{side}_ear"] = _side((0.077, 0.010, 1.612), side)
-    return marks
+    points = reshape_rest_points(np.array(list(marks.values())),
+                                 np.full(len(marks), SMPL24["head"]), body=body)
+    return dict(zip(marks, points))
 
 
-def foot_landmarks(side: str) -> dict:
+def foot_landmarks(side: str, body=None) -> dict:
     """Big toe, small toe and heel of one shoe: name -> (bone, (3,) rest position, metres)."""
     shoe = _shoe_points(side)
     s = 1.0 if side == "left" else -1.0
     toe = shoe["toe"]
-    return {
+    marks = {
         f"{side}_big_toe": (f"{side}_foot", toe + (-s * 0.016, -0.028, -0.012)),
         f"{side}_small_toe": (f"{side}_foot", toe + (s * 0.030, -0.005, -0.012)),
         f"{side}_heel": (f"{side}_ankle", shoe["heel"] + (0.0, 0.040, -0.020)),
     }
+    return _reshape_marks(marks, body)
 
 
-def hand_landmarks(side: str) -> list:
+def _reshape_marks(marks: dict, body) -> dict:
+    """{name: (bone name, point)} of the average figure -> the same on ``body``."""
+    names = list(marks)
+    bones = np.array([SMPL24[marks[n][0]] for n in names])
+    points = reshape_rest_points(np.array([marks[n][1] for n in names]), bones, body=body)
+    return {n: (marks[n][0], p) for n, p in zip(names, points)}
+
+
+def hand_landmarks(side: str, body=None) -> list:
     """The 21 hand points (wrist, then thumb/index/middle/ring/little base -> tip).
 
     Returns:
@@ -313,10 +342,11 @@ def hand_landmarks(side: str) -> list:
         bone = f"{side}_wrist" if name == "thumb" else f"{side}_hand"
         for fraction in (0.0, 1.0 / 3.0, 2.0 / 3.0, 1.0):
             points.append((bone, base + fraction * (tip - base)))
-    return points
+    reshaped = _reshape_marks(dict(enumerate(points)), body)
+    return [reshaped[k] for k in range(len(points))]
 
 
-def ground_contacts() -> tuple:
+def ground_contacts(body=None) -> tuple:
     """Points on the shoe soles used to stand the figure on the floor.
 
     Returns:
@@ -335,4 +365,5 @@ def ground_contacts() -> tuple:
                         (foot, shoe["toe"] + (0.0, -0.034 * 0.7, -0.034 * 0.7))):
             bones.append(bone)
             points.append(p)
-    return np.array(bones, np.int64), np.array(points, np.float64)
+    bones = np.array(bones, np.int64)
+    return bones, reshape_rest_points(np.array(points, np.float64), bones, body=body)

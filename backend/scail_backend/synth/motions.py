@@ -259,12 +259,13 @@ def get_motion(name: str) -> MotionSpec:
                          f"(or {DEMO.name}, the README clip)") from None
 
 
-def evaluate(name: str, times_s: np.ndarray) -> MotionFrames:
+def evaluate(name: str, times_s: np.ndarray, body=None) -> MotionFrames:
     """Evaluate a motion at the given times and stand it on the floor.
 
     Args:
         name: a motion name (:func:`get_motion`).
         times_s: (T,) seconds from the start; times past the motion's duration hold its last pose.
+        body: the body type that performs it (:mod:`.bodies`; None = average).
 
     Returns:
         MotionFrames in the stage frame (metres, floor z = 0).
@@ -275,12 +276,12 @@ def evaluate(name: str, times_s: np.ndarray) -> MotionFrames:
     num = len(t)
     local = anatomy.local_rotations(_add(anatomy.STAND, script.angles), num)
     root = np.zeros((num, 3))
-    root[:, 2] = rest_joints()[SMPL24["pelvis"]][2]
+    root[:, 2] = rest_joints(body)[SMPL24["pelvis"]][2]
     if script.root_xy_m is not None:
         root[:, :2] = script.root_xy_m
-    glob, joints = forward_kinematics(local, root)
-    bones, points = ground_contacts()
-    contacts = pose_points(glob, joints, bones, points)           # (T, N, 3)
+    glob, joints = forward_kinematics(local, root, body)
+    bones, points = ground_contacts(body)
+    contacts = pose_points(glob, joints, bones, points, body)     # (T, N, 3)
     shift = np.zeros((num, 3))
     shift[:, 2] = -contacts[..., 2].min(axis=1)
     if script.lift_m is not None:

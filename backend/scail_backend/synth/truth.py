@@ -41,22 +41,25 @@ class LandmarkTable:
         return self.names.index(name)
 
 
-def landmark_table() -> LandmarkTable:
-    """Face points, the 6 feet points (FEET_NAMES order), then 21 left and 21 right hand points."""
+def landmark_table(body=None) -> LandmarkTable:
+    """Face points, the 6 feet points (FEET_NAMES order), then 21 left and 21 right hand points.
+
+    ``body``: the body type (:mod:`.bodies`) whose rest landmarks are listed; None = average.
+    """
     names, bones, points = [], [], []
-    face = figure.face_landmarks()
+    face = figure.face_landmarks(body)
     for name in _FACE_POINTS:
         names.append(name)
         bones.append(J.SMPL24["head"])
         points.append(face[name])
-    feet = {**figure.foot_landmarks("left"), **figure.foot_landmarks("right")}
+    feet = {**figure.foot_landmarks("left", body), **figure.foot_landmarks("right", body)}
     for name in J.FEET_NAMES:
         bone, point = feet[name]
         names.append(name)
         bones.append(J.SMPL24[bone])
         points.append(point)
     for side in ("left", "right"):
-        for k, (bone, point) in enumerate(figure.hand_landmarks(side)):
+        for k, (bone, point) in enumerate(figure.hand_landmarks(side, body)):
             names.append(f"{side}_hand_{k}")
             bones.append(J.SMPL24[bone])
             points.append(point)

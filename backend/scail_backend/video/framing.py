@@ -1,4 +1,5 @@
-"""The reference's working-resolution rule: orientation, resize and centre crop (reference §1.2).
+"""The reference's working-resolution rule: orientation, resize and centre crop (docs/pipeline.md
+§1.2).
 
 Every frame the estimators see is the source frame resized (aspect kept) so that it covers the
 target size, then centre-cropped to it:
@@ -9,6 +10,11 @@ target size, then centre-cropped to it:
   otherwise width tgt_W and height floor(src_H·tgt_W/src_W). Integer arithmetic, so the floor is
   exact (the reference computes it in floating point; they agree on every realistic size).
 * crop: top = (h − tgt_H) // 2, left = (w − tgt_W) // 2.
+
+Non-square pixels (anamorphic video, a sample aspect ratio other than 1:1): the rule applies to
+the *display* size, the picture as a player shows it (stored width × SAR), and the stored frame
+is resized straight to the resized size, stretching it to its displayed proportions on the way
+(one resize, not two).
 
 Interpolation. The reference resizes with torchvision's bicubic on uint8 tensors, which
 antialiases when it downscales (the kernel widens by the scale factor, Keys a = −0.5, as PIL's
@@ -31,9 +37,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from scail_protocol.contract import DEFAULT_RESOLUTION
 from scail_protocol.errors import VideoError
 
-DEFAULT_RESOLUTION = (512, 896)  # reference §1.1: --resolution default, (H, W) of a landscape clip
+# DEFAULT_RESOLUTION (scail_protocol.contract): --resolution default, (H, W) of a landscape clip
 MAX_RESOLUTION_SIDE = 4096       # larger working sizes are a typo, not a wish
 RESOLUTION_MULTIPLE = 2          # H.264 4:2:0 output needs even sides
 
@@ -58,7 +65,7 @@ def check_resolution(resolution) -> Size:
 
 
 def target_size(source_size: Size, resolution: Optional[Size] = None) -> Size:
-    """Working (H, W) for a source of size (H, W), from its orientation (reference §1.2).
+    """Working (H, W) for a source of size (H, W), from its orientation (docs/pipeline.md §1.2).
 
     Args:
         source_size: (H, W) of the source frame in pixels.
@@ -82,7 +89,7 @@ def resized_size(source_size: Size, target: Size) -> Size:
 
 
 def crop_offsets(resized: Size, target: Size) -> Size:
-    """(top, left) of the centre crop of ``target`` inside ``resized`` (reference §1.2)."""
+    """(top, left) of the centre crop of ``target`` inside ``resized`` (docs/pipeline.md §1.2)."""
     return (resized[0] - target[0]) // 2, (resized[1] - target[1]) // 2
 
 
@@ -91,35 +98,50 @@ class Framing:
     """How one source frame size becomes the working size: resize, then centre crop.
 
     Attributes:
-        source_size: (H, W) of decoded source frames, pixels.
-        resized_size: (h, w) after the aspect-keeping resize; covers ``size``.
+        source_size: (H, W) of decoded source frames as stored, pixels.
+        display_size: (H, W) the source is shown at (stored size with non-square pixels made
+            square); the orientation and the aspect ratio kept by the resize come from it.
+        resized_size: (h, w) after the display-aspect-keeping resize; covers ``size``.
         size: (H, W) working size (the crop), pixels.
         top, left: crop offsets inside the resized frame, pixels.
     """
 
     source_size: Size
+    display_size: Size
     resized_size: Size
     size: Size
     top: int
     left: int
 
     @classmethod
-    def to_target(cls, source_size: Size, target: Size) -> "Framing":
-        """The framing of ``source_size`` onto a given working size."""
+    def to_target(cls, source_size: Size, target: Size,
+                  display_size: Optional[Size] = None) -> "Framing":
+        """The framing of ``source_size`` frames (shown at ``display_size``, default the same)
+        onto a given working size."""
         source = (int(source_size[0]), int(source_size[1]))
-        resized = resized_size(source, target)
+        shown = source if display_size is None else (int(display_size[0]), int(display_size[1]))
+        resized = resized_size(shown, target)
         top, left = crop_offsets(resized, target)
-        return cls(source, resized, (int(target[0]), int(target[1])), top, left)
+        return cls(source, shown, resized, (int(target[0]), int(target[1])), top, left)
 
     @classmethod
-    def for_source(cls, source_size: Size, resolution: Optional[Size] = None) -> "Framing":
-        """The reference framing: target from the source's orientation, then resize and crop."""
-        return cls.to_target(source_size, target_size(source_size, resolution))
+    def for_source(cls, source_size: Size, resolution: Optional[Size] = None,
+                   display_size: Optional[Size] = None) -> "Framing":
+        """The reference framing: target from the displayed orientation, then resize and crop.
+
+        Args:
+            source_size: (H, W) of the stored frames, pixels.
+            resolution: landscape working size (H, W); None = DEFAULT_RESOLUTION.
+            display_size: (H, W) as shown (non-square pixels made square); None = source_size.
+        """
+        shown = source_size if display_size is None else display_size
+        return cls.to_target(source_size, target_size(shown, resolution), shown)
 
     @property
     def downscales(self) -> bool:
-        """True when the resize shrinks the frame (then it antialiases)."""
-        return self.resized_size[0] < self.source_size[0]
+        """True when the resize shrinks the frame along both axes (then it antialiases)."""
+        return (self.resized_size[0] < self.source_size[0]
+                and self.resized_size[1] < self.source_size[1])
 
     @property
     def box_factor(self) -> int:

@@ -4,50 +4,40 @@ Neither leaves half-written output behind:
 
 * :class:`Mp4Writer` encodes into a temporary file beside the target (``.NAME.XXXX.part``) and
   renames it over the target only when the ``with`` block ends without an exception; on any
-  exception (cancellation included) the temporary file is removed and the target is untouched.
+  exception (cancellation and signals included) the temporary file is removed and the target
+  is untouched.
 * :class:`PngFrameWriter` writes ``frame_00000.png``, ... into a temporary sibling folder and
   swaps it into place on success (an existing folder of that name is replaced only then); on
   failure the temporary folder is deleted, so a folder of that name is always complete.
 
-Video settings are the reference's (reference §8): libx264, preset medium, CRF 23, yuv420p,
+Both go through :mod:`scail_protocol.outputs` (fsync, the umask's permissions, a full disk
+reported in one line).
+
+Video settings are the reference's (docs/pipeline.md §8): libx264, preset medium, CRF 23, yuv420p,
 16 fps, RGB only (alpha dropped), no audio.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from scail_protocol.contract import OUTPUT_FPS
 from scail_protocol.errors import VideoError
+from scail_protocol.outputs import atomic_folder, atomic_path, output_error
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FPS = 16            # reference §8: the pose video is always 16 fps
-CODEC = "libx264"           # reference §8
-PIX_FMT = "yuv420p"         # reference §8 (and §12: what SCAIL decodes)
-CRF = 23                    # reference §8: libx264's default quality
-PRESET = "medium"           # reference §8
+DEFAULT_FPS = OUTPUT_FPS    # the pose video's rate (scail_protocol.contract)
+CODEC = "libx264"           # docs/pipeline.md §8
+PIX_FMT = "yuv420p"         # docs/pipeline.md §8 (and §12: what SCAIL decodes)
+CRF = 23                    # docs/pipeline.md §8: libx264's default quality
+PRESET = "medium"           # docs/pipeline.md §8
 FRAME_NAME = "frame_{:05d}.png"
-
-
-def _temp_beside(path: Path, suffix: str, directory: bool = False) -> Path:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise VideoError(f"cannot write {path}: folder {parent} does not exist")
-    try:
-        if directory:
-            return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=parent))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=parent)
-        os.close(fd)
-        return Path(tmp)
-    except OSError as e:
-        raise VideoError(f"cannot write into {parent}: {e.strerror}") from None
 
 
 class Mp4Writer:
@@ -79,13 +69,15 @@ class Mp4Writer:
         self.crf, self.preset = int(crf), str(preset)
         self.frames = 0
         self._tmp = None
+        self._output = None
         self._container = None
         self._stream = None
 
     def __enter__(self) -> "Mp4Writer":
         import av
 
-        self._tmp = _temp_beside(self.path, ".part")
+        self._output = ExitStack()
+        self._tmp = self._output.enter_context(atomic_path(self.path))
         try:
             self._container = av.open(str(self._tmp), mode="w", format="mp4")
             stream = self._container.add_stream(CODEC, rate=Fraction(self.fps))
@@ -94,8 +86,8 @@ class Mp4Writer:
             stream.time_base = Fraction(1, self.fps)
             stream.options = {"crf": str(self.crf), "preset": self.preset}
             self._stream = stream
-        except BaseException:
-            self._abort()
+        except BaseException as e:
+            self._abort(e)
             raise
         return self
 
@@ -123,7 +115,7 @@ class Mp4Writer:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self._abort()
+            self._abort(exc)
             return
         import av
 
@@ -132,24 +124,26 @@ class Mp4Writer:
                 self._container.mux(packet)
             self._container.close()
             self._container = None
-            os.replace(self._tmp, self.path)
         except (av.error.FFmpegError, OSError) as e:
-            self._abort()
+            self._abort(e)
             raise VideoError(f"cannot finish {self.path}: {e}") from None
-        except BaseException:
-            self._abort()
+        except BaseException as e:
+            self._abort(e)
             raise
+        output, self._output = self._output, None
+        output.close()  # fsync, permissions, rename (OutputError on failure)
         log.debug("wrote %s (%d frames, %d fps)", self.path, self.frames, self.fps)
 
-    def _abort(self) -> None:
+    def _abort(self, exc: BaseException) -> None:
         if self._container is not None:
             try:
                 self._container.close()
             except Exception as e:  # already failing; the temp file goes anyway
                 log.debug("closing %s after an error: %s", self._tmp, e)
             self._container = None
-        if self._tmp is not None:
-            Path(self._tmp).unlink(missing_ok=True)
+        if self._output is not None:
+            output, self._output = self._output, None
+            output.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
 
 
 class PngFrameWriter:
@@ -169,9 +163,11 @@ class PngFrameWriter:
             raise VideoError(f"cannot write frames into {self.folder}: it is a file")
         self.frames = 0
         self._tmp = None
+        self._output = None
 
     def __enter__(self) -> "PngFrameWriter":
-        self._tmp = _temp_beside(self.folder, ".part", directory=True)
+        self._output = ExitStack()
+        self._tmp = self._output.enter_context(atomic_folder(self.folder))
         return self
 
     def write(self, frame: np.ndarray) -> Path:
@@ -189,26 +185,12 @@ class PngFrameWriter:
         try:
             (self._tmp / name).write_bytes(data.tobytes())
         except OSError as e:
-            raise VideoError(f"cannot write {self.folder / name}: {e.strerror}") from None
+            raise output_error(self.folder / name, e) from None
         self.frames += 1
         return self.folder / name
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            return
-        old = None
-        try:
-            if self.folder.exists():
-                old = _temp_beside(self.folder, ".old", directory=True)
-                os.replace(self.folder, old / self.folder.name)
-            os.replace(self._tmp, self.folder)
-        except OSError as e:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            if old is not None and not self.folder.exists():
-                os.replace(old / self.folder.name, self.folder)  # put the old folder back
-            raise VideoError(f"cannot put frames into {self.folder}: {e.strerror}") from None
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        log.info("wrote %d PNG frames into %s", self.frames, self.folder)
+        output, self._output = self._output, None
+        output.__exit__(exc_type, exc, tb)  # swaps the folder in, or deletes the temporary one
+        if exc_type is None:
+            log.info("wrote %d PNG frames into %s", self.frames, self.folder)

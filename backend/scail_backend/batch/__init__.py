@@ -1,0 +1,1 @@
+"""``scail-pose batch``: many clips through ``run`` on Ray (see ``runner``)."""

@@ -1,0 +1,128 @@
+"""The ``scail-pose batch`` subcommand: arguments, progress bars and the summary line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scail_protocol.errors import ScailError
+
+DESCRIPTION = ("Run `scail-pose run` over many clips on Ray: a folder tree of SCAIL folders, a "
+               "glob or a CSV/JSONL manifest; outputs mirrored under OUT_DIR; resumable.")
+
+EPILOG = """\
+INPUTS is one of:
+  a folder     every folder below it holding driving.mp4 (plus an optional reference image)
+  a glob       quoted, e.g. 'clips/**/*.mp4' (video files or SCAIL folders)
+  a manifest   .csv with a header, or .jsonl: one clip a line; column/key `video` (a file or
+               a SCAIL folder), optional `name` (sub-folder of OUT_DIR), `reference`, and
+               per-clip `estimator`, `resolution` ("512x896"), `smooth`, `fps`, `arch`
+
+Each clip gets OUT_DIR/<name>/ with links to its video and reference image, and what `run`
+writes: poses.npz + rendered.mp4 (poses_aligned.npz + rendered_aligned.mp4 with --use-align).
+Clips whose outputs are already there and valid are skipped, so running the same command
+again after Ctrl-C, a crash or failures resumes the batch. Every outcome is appended to
+OUT_DIR/batch_report.jsonl (failed clips with their one-line error). Exit status: 0 when no
+clip failed, 1 when some did.
+
+Ray: without --address a local Ray starts on this machine with --workers CPUs; --address auto
+joins the cluster this machine belongs to (`ray start`), --address ray://HOST:10001 a remote
+one (scail-pose-studio must be installed on its nodes). Each worker loads the models once and
+asks for a GPU when the estimator uses one (nlf) and the cluster has GPUs.
+
+examples:
+  scail-pose batch dataset/ -o out/
+  scail-pose batch 'footage/*.mp4' -o out/ --workers 2 --fps 16
+  scail-pose batch clips.csv -o out/ --estimator mediapipe
+  scail-pose batch dataset/ -o out/ --address auto --workers 8
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser, *shared) -> None:
+    """The batch options; each of ``shared`` adds options that ``run`` has too."""
+    from ..render.taichi_runtime import ARCHES
+
+    p.add_argument("inputs", metavar="INPUTS", help="folder tree, quoted glob, or .csv/.jsonl "
+                                                   "manifest")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                   help="where the clips' outputs go (created; mirrors INPUTS)")
+    for add in shared:
+        add(p)
+    p.add_argument("--arch", default="auto", choices=ARCHES,
+                   help="renderer backend (default: auto = CUDA when present, else CPU)")
+    p.add_argument("--use-align", action="store_true",
+                   help="align each clip to its reference image, as `run --use-align`")
+    p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                   help="clips in parallel, one Ray worker each (default: 1)")
+    p.add_argument("--address", metavar="ADDRESS",
+                   help="Ray cluster to join: auto, or ray://HOST:PORT (default: a local Ray)")
+    p.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
+                   help="GPUs each worker asks Ray for (default: 1 when the estimator uses a "
+                        "GPU and the cluster has one, else 0)")
+    p.add_argument("--force", action="store_true",
+                   help="run clips again even when their outputs are there")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def run(args, defaults: dict, progress_enabled: bool) -> int:
+    """Run the batch of ``args`` with ``defaults`` (``run_folder`` keywords, as ``run`` would
+    pass them); prints the summary line; returns the exit status."""
+    from .runner import BatchOptions, run_batch
+
+    options = BatchOptions(workers=args.workers, address=args.address,
+                           gpus_per_worker=args.gpus_per_worker, force=args.force,
+                           defaults=defaults)
+    if options.gpus_per_worker is not None and options.gpus_per_worker < 0:
+        raise ScailError(f"--gpus-per-worker must be 0 or more, got {options.gpus_per_worker:g}")
+    bars = Bars(progress_enabled)
+    try:
+        summary = run_batch(args.inputs, args.output, options, events=bars)
+    finally:
+        bars.close()
+    line = summary.line()
+    if summary.failed:
+        line += f"; see {args.output}/batch_report.jsonl"
+    print(line, file=sys.stderr)
+    print(args.output)
+    return 1 if summary.failed else 0
+
+
+class Bars:
+    """Two tqdm bars on stderr: clips (done, skipped or failed) and frames estimated, live."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.clips = self.frames = None
+
+    def start(self, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.clips = tqdm(total=total, desc="clips", unit="clip", position=0, file=sys.stderr)
+        self.frames = tqdm(desc="frames", unit="frame", position=1, file=sys.stderr)
+
+    def frames_estimated(self, count: int) -> None:
+        if self.frames is not None:
+            self.frames.update(count)
+
+    def clip_ended(self, clip, record: dict) -> None:
+        if self.clips is None:
+            return
+        self.clips.update(1)
+        self.clips.set_postfix_str(f"{clip.name}: {record.get('status')}", refresh=False)
+        self.frames.update(int(record.get("frames") or 0))
+
+    def close(self) -> None:
+        for bar in (self.frames, self.clips):
+            if bar is not None:
+                bar.close()

@@ -1,0 +1,266 @@
+"""What a batch runs: the clips named by a folder tree, a glob or a manifest.
+
+Each clip becomes one ``scail-pose run`` in its own output folder ``OUT_DIR/<name>``, where
+``name`` mirrors where the clip came from:
+
+* **folder tree** (``INPUTS`` is a folder): every folder below it (itself included) that holds
+  ``driving.mp4`` is a SCAIL folder; its name is its path relative to ``INPUTS`` (``INPUTS``
+  itself: its own folder name).
+* **glob** (``INPUTS`` holds ``*``, ``?`` or ``[``; ``**`` reaches into subfolders): each match is
+  a SCAIL folder or a video file; the name is the match's path relative to the part of the
+  pattern before its first wildcard, a video file's without its extension.
+* **manifest** (a ``.csv`` with a header row, or ``.jsonl`` with one JSON object a line): one
+  clip a row; ``video`` (a video file or a SCAIL folder) is required; optional ``name``,
+  ``reference`` (image) and per-clip options ``estimator``, ``resolution`` ("H W", "HxW" or
+  [H, W]), ``smooth``, ``fps``, ``arch``. Relative paths are relative to the manifest's folder.
+  Blank lines and lines starting with ``#`` are skipped.
+
+Errors are :class:`~scail_protocol.errors.ScailError` (one line: the row and what is wrong).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Iterable, List, Optional
+
+from scail_protocol.errors import ScailError
+
+DRIVING_VIDEO = "driving.mp4"
+REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
+MANIFEST_SUFFIXES = (".csv", ".jsonl")
+CLIP_OPTIONS = ("estimator", "resolution", "smooth", "fps", "arch")
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+class BatchInputError(ScailError):
+    """The batch's inputs cannot be read or name no clip."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip of a batch.
+
+    Attributes:
+        name: output sub-path under OUT_DIR, POSIX style, relative (e.g. "dancers/a").
+        video: the driving video file.
+        reference: the reference image, or None.
+        options: per-clip options (keys of CLIP_OPTIONS) overriding the batch's.
+    """
+
+    name: str
+    video: Path
+    reference: Optional[Path] = None
+    options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (sent to Ray workers, written in the report)."""
+        return {"name": self.name, "video": str(self.video),
+                "reference": str(self.reference) if self.reference else None,
+                "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Clip":
+        return cls(data["name"], Path(data["video"]),
+                   Path(data["reference"]) if data.get("reference") else None,
+                   dict(data.get("options") or {}))
+
+
+def discover(inputs, *, exclude: Iterable = ()) -> List[Clip]:
+    """The clips named by ``inputs`` (folder tree, glob or manifest; see the module notes).
+
+    Args:
+        inputs: a folder, a glob pattern, or a .csv/.jsonl manifest.
+        exclude: folders never searched (the batch's own OUT_DIR when it lies inside INPUTS).
+
+    Returns:
+        Clips sorted by name; names are unique.
+
+    Raises:
+        BatchInputError: nothing found, an unreadable manifest row, or two clips with one name.
+    """
+    text = str(inputs)
+    path = Path(text)
+    skip = [Path(p).resolve() for p in exclude]
+    if path.is_dir():
+        clips = _from_tree(path, skip)
+    elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        clips = _from_manifest(path)
+    elif _WILDCARD.search(text):
+        clips = _from_glob(text, skip)
+    elif path.exists():
+        raise BatchInputError(f"{path} is neither a folder nor a .csv/.jsonl manifest; give a "
+                              f"folder of SCAIL folders, a glob such as 'clips/*.mp4' or a "
+                              f"manifest")
+    else:
+        raise BatchInputError(f"inputs not found: {path}")
+    if not clips:
+        raise BatchInputError(f"no clip found in {text} (a SCAIL folder holds {DRIVING_VIDEO}; "
+                              f"a glob may also match video files)")
+    return _unique(sorted(clips, key=lambda c: c.name))
+
+
+def scail_folder_clip(folder: Path, name: str) -> Clip:
+    """The clip of a SCAIL folder (``driving.mp4`` and perhaps a reference image)."""
+    reference = next((folder / n for n in REFERENCE_IMAGE_NAMES if (folder / n).is_file()), None)
+    return Clip(name, folder / DRIVING_VIDEO, reference)
+
+
+def _from_tree(root: Path, skip: list) -> List[Clip]:
+    clips = []
+    for here, folders, files in os.walk(root):
+        folders[:] = sorted(f for f in folders if not f.startswith(".")
+                            and (Path(here) / f).resolve() not in skip)
+        if DRIVING_VIDEO in files:
+            relative = Path(here).relative_to(root)
+            name = relative.as_posix() if relative.parts else root.resolve().name
+            clips.append(scail_folder_clip(Path(here), name))
+    return clips
+
+
+def _from_glob(pattern: str, skip: list) -> List[Clip]:
+    fixed = []
+    for part in pattern.replace(os.sep, "/").split("/"):
+        if _WILDCARD.search(part):
+            break
+        fixed.append(part)
+    root = Path("/".join(fixed) or ".")
+    clips = []
+    for match in sorted(glob.glob(pattern, recursive=True)):
+        path = Path(match)
+        if any(_inside(path, s) for s in skip):
+            continue
+        if path.is_dir() and (path / DRIVING_VIDEO).is_file():
+            clips.append(scail_folder_clip(path, _relative_name(path, root)))
+        elif path.is_file() and not path.name.startswith("."):
+            name = _relative_name(path.with_suffix(""), root)
+            if path.name == DRIVING_VIDEO:
+                clips.append(scail_folder_clip(path.parent, _relative_name(path.parent, root)))
+            else:
+                clips.append(Clip(name, path))
+    return clips
+
+
+def _from_manifest(manifest: Path) -> List[Clip]:
+    base = manifest.parent
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise BatchInputError(f"cannot read manifest {manifest}: {e}") from None
+    rows = _csv_rows(text, manifest) if manifest.suffix.lower() == ".csv" else \
+        _jsonl_rows(text, manifest)
+    return [_manifest_clip(row, line, base, manifest) for line, row in rows]
+
+
+def _csv_rows(text: str, manifest: Path):
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        return []
+    reader = csv.DictReader([line for _, line in lines], skipinitialspace=True)
+    if "video" not in (reader.fieldnames or []):
+        raise BatchInputError(f"{manifest}: the CSV header must name a 'video' column, got "
+                              f"{', '.join(reader.fieldnames or [])}")
+    return [(n, {k.strip(): (v or "").strip() for k, v in row.items() if k})
+            for (n, _), row in zip(lines[1:], reader)]
+
+
+def _jsonl_rows(text: str, manifest: Path):
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise BatchInputError(f"{manifest} line {n}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise BatchInputError(f"{manifest} line {n}: expected a JSON object")
+        rows.append((n, row))
+    return rows
+
+
+def _manifest_clip(row: dict, line: int, base: Path, manifest: Path) -> Clip:
+    where = f"{manifest} line {line}"
+    unknown = set(row) - {"video", "name", "reference", *CLIP_OPTIONS}
+    if unknown:
+        raise BatchInputError(f"{where}: unknown column(s) {', '.join(sorted(unknown))}; use "
+                              f"video, name, reference, {', '.join(CLIP_OPTIONS)}")
+    video = row.get("video")
+    if not video or not isinstance(video, str):
+        raise BatchInputError(f"{where}: 'video' (a video file or a SCAIL folder) is missing")
+    path = base / video
+    options = {key: _option(key, row[key], where) for key in CLIP_OPTIONS
+               if row.get(key) not in (None, "")}
+    if path.is_dir():
+        clip = scail_folder_clip(path, row.get("name") or _relative_name(path, base))
+    else:
+        clip = Clip(row.get("name") or _relative_name(path.with_suffix(""), base), path)
+    reference = row.get("reference")
+    return Clip(_check_name(str(clip.name), where), clip.video,
+                base / reference if reference else clip.reference, options)
+
+
+def _option(key: str, value, where: str):
+    """A per-clip option in the form run_folder takes, checked as the command line checks it
+    (so a bad row is refused before any clip runs)."""
+    from .. import options as checks
+    from ..smoothing import parse_strength
+    from ..video.timing import check_fps
+
+    try:
+        if key == "resolution":
+            parts = value if isinstance(value, list) else re.split(r"[x,\s]+", str(value).strip())
+            return list(checks.check_resolution([int(v) for v in parts]))
+        if key == "fps":
+            return check_fps(value)
+        if key == "smooth":
+            value = value if isinstance(value, (int, float)) else str(value)
+            parse_strength(value)
+            return value
+        if key == "estimator":
+            return checks.check_estimator(str(value))
+        return str(value)
+    except (TypeError, ValueError, ScailError) as e:
+        detail = f": {e}" if isinstance(e, ScailError) or str(e) else ""
+        raise BatchInputError(f"{where}: bad {key} {value!r}{detail}") from None
+
+
+def _relative_name(path: Path, root: Path) -> str:
+    try:
+        relative = path.resolve().relative_to(root.resolve())
+    except ValueError:
+        relative = Path(path.name)
+    return relative.as_posix() if relative.parts else path.resolve().name
+
+
+def _check_name(name: str, where: str) -> str:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise BatchInputError(f"{where}: clip name {name!r} must be a relative path inside "
+                              f"OUT_DIR")
+    return pure.as_posix()
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _unique(clips: List[Clip]) -> List[Clip]:
+    seen = {}
+    for clip in clips:
+        if clip.name in seen:
+            raise BatchInputError(f"two clips would write into OUT_DIR/{clip.name}: "
+                                  f"{seen[clip.name]} and {clip.video}; give them names "
+                                  f"(a manifest's 'name' column)")
+        seen[clip.name] = clip.video
+    return clips

@@ -1,0 +1,112 @@
+"""``scail-pose export``: a PoseSequence to BVH or FBX through Blender as a Python module (bpy).
+
+The work is the Blender add-on's (import, grounding, Blender's own exporters); this module only
+finds the add-on, runs it in an empty factory-settings scene and picks the frames. The add-on is
+looked up in ``$SCAIL_ADDON_DIR``, then beside this package in a source checkout
+(``<repo>/blender_addon``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+
+from scail_protocol.errors import ScailError
+
+log = logging.getLogger(__name__)
+
+ADDON_PACKAGE = "scail_pose_studio"  # the extension id (as Blender names it)
+ADDON_ENV = "SCAIL_ADDON_DIR"
+SUFFIXES = (".bvh", ".fbx")
+
+
+def addon_dir() -> Path:
+    """The add-on's folder.
+
+    Raises:
+        ScailError: neither ``$SCAIL_ADDON_DIR`` nor the source checkout has it.
+    """
+    candidates = [os.environ.get(ADDON_ENV)] if os.environ.get(ADDON_ENV) else []
+    candidates.append(Path(__file__).resolve().parents[2] / "blender_addon")
+    for folder in candidates:
+        if folder and (Path(folder) / "__init__.py").is_file():
+            return Path(folder)
+    raise ScailError(f"the Blender add-on was not found (set {ADDON_ENV} to the blender_addon "
+                     f"folder of a SCAIL Pose Studio checkout)")
+
+
+def load_addon():
+    """Import bpy and the add-on package, registered (once per process).
+
+    Raises:
+        ScailError: bpy is not installed, or the add-on is not found.
+    """
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        raise ScailError("export needs Blender's Python module: pip install "
+                         "'scail-pose-studio[synth]' (bpy 4.5, Python 3.11)") from None
+    module = sys.modules.get(ADDON_PACKAGE)
+    if module is not None:
+        return module
+    folder = addon_dir()
+    spec = importlib.util.spec_from_file_location(ADDON_PACKAGE, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[ADDON_PACKAGE] = module
+    spec.loader.exec_module(module)
+    module.register()
+    return module
+
+
+def export_file(poses, output, *, person: int = 0, first=None, last=None, ground: bool = True,
+                exact: bool = True) -> Path:
+    """Write the motion of a PoseSequence file as ``.bvh`` (one person) or ``.fbx``.
+
+    Args:
+        poses: the PoseSequence ``.npz``.
+        output: ``.bvh`` or ``.fbx`` path.
+        person: which person goes into a BVH (an FBX holds everyone when None).
+        first, last: sequence frames to write (0-based, inclusive; default: all).
+        ground: stand the take on a floor at Z = 0 facing -Y first (else camera frame).
+        exact: exact per-frame bone lengths (bone translations are exported).
+
+    Returns:
+        The written path.
+
+    Raises:
+        ScailError: bad suffix, person or frame range, bpy missing, or the export failed.
+    """
+    output = Path(output)
+    if output.suffix.lower() not in SUFFIXES:
+        raise ScailError(f"-o must end in .bvh or .fbx, got {output.name}")
+    addon = load_addon()
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    context = bpy.context
+    result = addon.headless.import_motion_file(str(poses), exact=exact, ground=ground,
+                                               context=context)
+    armatures = sorted(result.armatures, key=lambda o: int(o[addon.armature.PERSON_PROP]))
+    people = [int(o[addon.armature.PERSON_PROP]) for o in armatures]
+    if output.suffix.lower() == ".bvh" and person is None:
+        person = 0
+    if person is not None:
+        if person not in people:
+            raise ScailError(f"person {person} has no complete frame in {poses} (people: "
+                             f"{', '.join(map(str, people))}); pick one with --person")
+        armatures = [armatures[people.index(person)]]
+    scene = context.scene
+    start = scene.frame_start if first is None else scene.frame_start + int(first)
+    end = scene.frame_end if last is None else scene.frame_start + int(last)
+    if first is not None and not scene.frame_start <= start <= scene.frame_end:
+        raise ScailError(f"--first {first} is outside the take's frames "
+                         f"0..{scene.frame_end - scene.frame_start}")
+    end = min(end, scene.frame_end)
+    if end < start:
+        raise ScailError(f"empty frame range {first}..{last}")
+    return addon.export_formats.export_armatures(output, armatures, scene=scene,
+                                                 frame_start=start, frame_end=end)

@@ -1,0 +1,386 @@
+"""Whole-take fit: one skeleton per person for the whole take, posed to match the 2D evidence.
+
+A per-frame estimate (the CPU default's mapping of MediaPipe, or any estimator) gives each frame
+its own bone lengths and its own guess of each limb's depth. This step refines a person's take
+as one sparse nonlinear least-squares problem over every frame at once, solved by
+Levenberg–Marquardt with an analytic sparse Jacobian and a banded Cholesky solve of the normal
+equations (:func:`_solve_damped`). (``scipy.optimize.least_squares`` solves the same problem, but
+its sparse mode goes through LSMR, which took over 10x longer on these banded systems.) Unknowns: the camera-frame joints
+``X`` (T, 24, 3) in mm and one length per SMPL-24 bone, the left and right sides sharing one.
+Residuals, each divided by its scale (:class:`FitParams`):
+
+* reprojection — ``√w · (π(X) − uv₀)``: the joints land on the 2D positions the estimate
+  projects to (``π`` = pinhole through ``K``), weighted by the visibility ``w`` of the matching
+  2D keypoint (``kp2d_score``);
+* bone length — ``|X_j − X_parent| − L_bone``: one rigid skeleton for the take;
+* shape prior — ``(X_j − X_pelvis) − (X₀_j − X₀_pelvis)``: the estimate's own 3D pose, weakly
+  (it resolves each limb's front/back ambiguity);
+* temporal prior — the acceleration ``X_{t+1} − 2X_t + X_{t−1}`` (per frame², scaled to the
+  take's fps);
+* anchors — the pelvis depth and each bone length, weakly, towards the estimate's own values
+  (the robust median over the take for the lengths): they fix the overall scale, which the 2D
+  evidence alone cannot.
+
+Given a bone's two image points and its length, the depth difference of its ends is determined
+up to sign; the fit therefore turns "a depth guess per frame" into "one length per bone for the
+take", the sign coming from the estimate. Frames where a person is missing stay missing and
+break the temporal prior; long takes are solved in overlapping windows
+(:data:`WINDOW_FRAMES`) blended linearly, so memory stays bounded.
+
+Measured with ``bench/accuracy.py --bodies all --fit`` (see the README's accuracy table).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Optional
+
+import numpy as np
+from scipy import sparse
+
+from scail_protocol.joints import OPENPOSE18, SMPL24, SMPL24_NAMES, SMPL24_PARENTS
+from scail_protocol.sequence import PoseSequence
+
+log = logging.getLogger(__name__)
+
+NUM_JOINTS = 24
+WINDOW_FRAMES = 240       # frames solved together; longer runs are split
+WINDOW_OVERLAP = 16       # frames shared by neighbouring windows (blended linearly)
+REFERENCE_FPS = 16.0      # the temporal scale below is per frame² at this rate
+MIN_WEIGHT = 0.05         # a 2D point never counts for less than this (scores of 0 happen)
+
+
+@dataclass(frozen=True)
+class FitParams:
+    """Scales of the residuals (a residual of this size costs 1).
+
+    Attributes:
+        reprojection_px: 2D error, pixels.
+        bone_mm: deviation of a frame's bone from the take's length, mm.
+        shape_mm: deviation from the estimate's own root-relative pose, mm.
+        accel_mm: acceleration per frame² at 16 fps, mm (scaled by (16 / fps)² for other rates).
+        depth_mm: deviation of the pelvis depth from the estimate's, mm.
+        length_mm: deviation of a bone length from the estimate's robust median, mm.
+        max_iterations: Levenberg–Marquardt iterations per window.
+    """
+
+    reprojection_px: float = 4.0
+    bone_mm: float = 8.0
+    shape_mm: float = 40.0
+    accel_mm: float = 40.0
+    depth_mm: float = 300.0
+    length_mm: float = 40.0
+    max_iterations: int = 5
+
+
+DEFAULT_PARAMS = FitParams()
+
+# The 2D keypoint whose score weighs each SMPL joint's reprojection (OpenPose-18 names).
+_SCORE_SOURCE = {
+    "pelvis": ("left_hip", "right_hip"), "spine1": ("left_hip", "right_hip"),
+    "spine2": ("left_shoulder", "right_shoulder", "left_hip", "right_hip"),
+    "spine3": ("left_shoulder", "right_shoulder"), "neck": ("neck",),
+    "head": ("nose",), "left_collar": ("left_shoulder",), "right_collar": ("right_shoulder",),
+    "left_foot": ("left_ankle",), "right_foot": ("right_ankle",),
+    "left_hand": ("left_wrist",), "right_hand": ("right_wrist",),
+}
+
+
+def _bone_groups() -> np.ndarray:
+    """(24,) index of each bone's shared length (left and right share one); -1 for the root."""
+    group, names = np.full(NUM_JOINTS, -1), {}
+    for j in range(1, NUM_JOINTS):
+        key = SMPL24_NAMES[j].replace("left_", "").replace("right_", "")
+        group[j] = names.setdefault(key, len(names))
+    return group
+
+
+BONE_GROUP = _bone_groups()
+NUM_LENGTHS = int(BONE_GROUP.max()) + 1
+PARENTS = np.array(SMPL24_PARENTS)
+
+
+def joint_weights(kp2d_score: np.ndarray) -> np.ndarray:
+    """(T, 24) reprojection weights of the SMPL joints from (T, 134) keypoint scores.
+
+    A joint with a same-named OpenPose-18 point takes its score; the others take the mean of
+    the points listed in ``_SCORE_SOURCE``. Missing scores count as 1 (the estimate placed the
+    joint from 2D evidence we cannot weigh), and no weight is below :data:`MIN_WEIGHT`.
+    """
+    score = np.asarray(kp2d_score, np.float64)
+    out = np.empty(score.shape[:-1] + (NUM_JOINTS,))
+    for j, name in enumerate(SMPL24_NAMES):
+        sources = score[..., [OPENPOSE18[s] for s in _SCORE_SOURCE.get(name, (name,))]]
+        given = np.isfinite(sources)
+        total = np.where(given, sources, 0.0).sum(-1)
+        count = given.sum(-1)
+        out[..., j] = np.where(count > 0, total / np.maximum(count, 1), 1.0)
+    return np.clip(out, MIN_WEIGHT, 1.0)
+
+
+@dataclass
+class _Problem:
+    """One window of one person: targets, priors, and the fixed sparsity pattern."""
+
+    K: np.ndarray
+    uv0: np.ndarray       # (T, 24, 2) px
+    sqrt_w: np.ndarray    # (T, 24)
+    rel0: np.ndarray      # (T, 24, 3) root-relative estimate, mm
+    root_z0: np.ndarray   # (T,) mm
+    lengths0: np.ndarray  # (NUM_LENGTHS,) mm
+    params: FitParams
+    accel_scale: float    # mm per frame² at this fps
+
+    @property
+    def frames(self) -> int:
+        return self.uv0.shape[0]
+
+
+def _index(t: np.ndarray, j: np.ndarray, c) -> np.ndarray:
+    return (t * NUM_JOINTS + j) * 3 + c
+
+
+def _residuals(x: np.ndarray, pb: _Problem) -> np.ndarray:
+    T, p = pb.frames, pb.params
+    X = x[: T * 72].reshape(T, NUM_JOINTS, 3)
+    L = x[T * 72:]
+    fx, fy, cx, cy = pb.K[0, 0], pb.K[1, 1], pb.K[0, 2], pb.K[1, 2]
+    z = X[..., 2]
+    uv = np.stack([fx * X[..., 0] / z + cx, fy * X[..., 1] / z + cy], -1)
+    r_proj = (pb.sqrt_w[..., None] * (uv - pb.uv0) / p.reprojection_px).ravel()
+    d = X[:, 1:] - X[:, PARENTS[1:]]
+    r_bone = ((np.linalg.norm(d, axis=-1) - L[BONE_GROUP[1:]]) / p.bone_mm).ravel()
+    r_shape = (((X[:, 1:] - X[:, :1]) - pb.rel0[:, 1:]) / p.shape_mm).ravel()
+    r_accel = ((X[2:] - 2.0 * X[1:-1] + X[:-2]) / pb.accel_scale).ravel()
+    r_depth = (X[:, 0, 2] - pb.root_z0) / p.depth_mm
+    r_len = (L - pb.lengths0) / p.length_mm
+    return np.concatenate([r_proj, r_bone, r_shape, r_accel, r_depth, r_len])
+
+
+def _jacobian(x: np.ndarray, pb: _Problem) -> sparse.csr_matrix:
+    T, p = pb.frames, pb.params
+    X = x[: T * 72].reshape(T, NUM_JOINTS, 3)
+    nx = T * 72
+    fx, fy = pb.K[0, 0], pb.K[1, 1]
+    rows, cols, vals = [], [], []
+    row = 0
+    # reprojection: rows (t, j, u|v)
+    t, j = np.meshgrid(np.arange(T), np.arange(NUM_JOINTS), indexing="ij")
+    t, j = t.ravel(), j.ravel()
+    Xf = X.reshape(-1, 3)
+    s = pb.sqrt_w.ravel() / p.reprojection_px
+    z = Xf[:, 2]
+    ru, rv = row + 2 * np.arange(T * NUM_JOINTS), row + 2 * np.arange(T * NUM_JOINTS) + 1
+    rows += [ru, ru, rv, rv]
+    cols += [_index(t, j, 0), _index(t, j, 2), _index(t, j, 1), _index(t, j, 2)]
+    vals += [s * fx / z, -s * fx * Xf[:, 0] / z ** 2, s * fy / z, -s * fy * Xf[:, 1] / z ** 2]
+    row += 2 * T * NUM_JOINTS
+    # bone length: rows (t, bone)
+    tb, jb = np.meshgrid(np.arange(T), np.arange(1, NUM_JOINTS), indexing="ij")
+    tb, jb = tb.ravel(), jb.ravel()
+    d = X[tb, jb] - X[tb, PARENTS[jb]]
+    unit = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9) / p.bone_mm
+    rb = row + np.arange(len(tb))
+    for c in range(3):
+        rows += [rb, rb]
+        cols += [_index(tb, jb, c), _index(tb, PARENTS[jb], c)]
+        vals += [unit[:, c], -unit[:, c]]
+    rows.append(rb)
+    cols.append(nx + BONE_GROUP[jb])
+    vals.append(np.full(len(rb), -1.0 / p.bone_mm))
+    row += len(tb)
+    # shape prior: rows (t, j>=1, c)
+    for c in range(3):
+        rs = row + (np.arange(len(tb)) * 3 + c)
+        rows += [rs, rs]
+        cols += [_index(tb, jb, c), _index(tb, np.zeros_like(jb), c)]
+        vals += [np.full(len(rs), 1.0 / p.shape_mm), np.full(len(rs), -1.0 / p.shape_mm)]
+    row += 3 * len(tb)
+    # acceleration: rows (t in 1..T-2, j, c)
+    if T >= 3:
+        ta, ja, ca = np.meshgrid(np.arange(1, T - 1), np.arange(NUM_JOINTS), np.arange(3),
+                                 indexing="ij")
+        ta, ja, ca = ta.ravel(), ja.ravel(), ca.ravel()
+        ra = row + np.arange(len(ta))
+        for dt, coef in ((-1, 1.0), (0, -2.0), (1, 1.0)):
+            rows.append(ra)
+            cols.append(_index(ta + dt, ja, ca))
+            vals.append(np.full(len(ra), coef / pb.accel_scale))
+        row += len(ta)
+    # pelvis depth anchor
+    rd = row + np.arange(T)
+    rows.append(rd)
+    cols.append(_index(np.arange(T), np.zeros(T, int), 2))
+    vals.append(np.full(T, 1.0 / p.depth_mm))
+    row += T
+    # length anchors
+    rl = row + np.arange(NUM_LENGTHS)
+    rows.append(rl)
+    cols.append(nx + np.arange(NUM_LENGTHS))
+    vals.append(np.full(NUM_LENGTHS, 1.0 / p.length_mm))
+    row += NUM_LENGTHS
+    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                             shape=(row, nx + NUM_LENGTHS))
+
+
+def robust_lengths(joints_mm: np.ndarray) -> np.ndarray:
+    """(NUM_LENGTHS,) median bone length over frames and both sides, mm, from (T, 24, 3)."""
+    d = np.linalg.norm(joints_mm[:, 1:] - joints_mm[:, PARENTS[1:]], axis=-1)  # (T, 23)
+    out = np.empty(NUM_LENGTHS)
+    for g in range(NUM_LENGTHS):
+        out[g] = np.nanmedian(d[:, BONE_GROUP[1:] == g])
+    return out
+
+
+def fit_window(joints_mm: np.ndarray, weights: np.ndarray, K: np.ndarray, fps: float,
+               params: FitParams = DEFAULT_PARAMS, lengths_mm: Optional[np.ndarray] = None):
+    """Fit one person's consecutive frames.
+
+    Args:
+        joints_mm: (T, 24, 3) camera-frame estimate, mm, all finite, in front of the camera.
+        weights: (T, 24) reprojection weights in (0, 1].
+        K: (3, 3) intrinsics; fps: frames per second.
+        params: residual scales.
+        lengths_mm: (NUM_LENGTHS,) the take's bone lengths to anchor on (default: this window's
+            robust median).
+
+    Returns:
+        ((T, 24, 3) fitted joints, mm; (NUM_LENGTHS,) fitted lengths, mm; solver result).
+    """
+    from scail_protocol.camera import project
+
+    X0 = np.asarray(joints_mm, np.float64)
+    lengths0 = robust_lengths(X0) if lengths_mm is None else np.asarray(lengths_mm, np.float64)
+    pb = _Problem(K=np.asarray(K, np.float64), uv0=project(X0, K), sqrt_w=np.sqrt(weights),
+                  rel0=X0 - X0[:, :1], root_z0=X0[:, 0, 2].copy(), lengths0=lengths0,
+                  params=params, accel_scale=params.accel_mm * (REFERENCE_FPS / fps) ** 2)
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS thread: the banded factorisations are small, and threads that wait on each other
+    # cost several times the work on a busy machine (measured: 0.2 s vs 1-4 s for 65 frames).
+    with threadpool_limits(limits=1, user_api="blas"):
+        x, cost, iterations = _levenberg_marquardt(np.concatenate([X0.ravel(), lengths0]), pb)
+    T = X0.shape[0]
+    return x[: T * 72].reshape(T, NUM_JOINTS, 3), x[T * 72:], dict(cost=cost,
+                                                                    iterations=iterations)
+
+
+def _levenberg_marquardt(x: np.ndarray, pb: _Problem, tolerance: float = 1e-4) -> tuple:
+    """Minimise ½|r(x)|² (Marquardt's diagonal damping); returns (x, final cost, iterations)."""
+    r = _residuals(x, pb)
+    cost, damping, k = 0.5 * r @ r, 1e-3, 0
+    for k in range(1, pb.params.max_iterations + 1):
+        J = _jacobian(x, pb)
+        g = J.T @ r
+        H = (J.T @ J).tocoo()
+        diag = np.maximum((J.multiply(J)).sum(axis=0).A1, 1e-12)
+        while True:
+            step = _solve_damped(H, g, damping * diag, pb.frames * 72)
+            r_new = _residuals(x + step, pb)
+            cost_new = 0.5 * r_new @ r_new
+            if np.isfinite(cost_new) and cost_new < cost:
+                break
+            damping *= 10.0
+            if damping > 1e8:
+                return x, cost, k
+        x, r, decrease, cost = x + step, r_new, cost - cost_new, cost_new
+        damping = max(damping / 5.0, 1e-9)
+        if decrease < tolerance * cost:
+            break
+    return x, cost, k
+
+
+def _solve_damped(H: sparse.coo_matrix, g: np.ndarray, damping: np.ndarray, n: int) -> np.ndarray:
+    """Solve (H + diag(damping)) step = -g for the normal equations of the fit.
+
+    The joints (the first ``n`` unknowns, frame-major) couple only within two frames of each
+    other, so their block is banded (half-bandwidth 2 frames · 72 + 71) and factorised by LAPACK's
+    banded Cholesky (``scipy.linalg.cholesky_banded``); the few bone lengths, which touch every
+    frame, are eliminated through their Schur complement.
+    """
+    from scipy.linalg import cho_factor, cho_solve, cho_solve_banded, cholesky_banded
+
+    size = H.shape[0]
+    u = min(n - 1, 2 * 72 + 71)
+    rows, cols, vals = H.row, H.col, H.data
+    joint = (rows < n) & (cols < n) & (rows <= cols)
+    band = np.zeros((u + 1, n))
+    band[u + rows[joint] - cols[joint], cols[joint]] = vals[joint]
+    band[u] += damping[:n]
+    coupling = np.zeros((n, size - n))
+    cross = (rows < n) & (cols >= n)
+    np.add.at(coupling, (rows[cross], cols[cross] - n), vals[cross])
+    lengths = np.zeros((size - n, size - n))
+    inner = (rows >= n) & (cols >= n)
+    np.add.at(lengths, (rows[inner] - n, cols[inner] - n), vals[inner])
+    lengths[np.diag_indices(size - n)] += damping[n:]
+    factor = (cholesky_banded(band, lower=False), False)
+    a_inv = cho_solve_banded(factor, np.column_stack([-g[:n], coupling]))
+    schur = lengths - coupling.T @ a_inv[:, 1:]
+    step_len = cho_solve(cho_factor(schur), -g[n:] - coupling.T @ a_inv[:, 0])
+    step_joints = a_inv[:, 0] - a_inv[:, 1:] @ step_len
+    return np.concatenate([step_joints, step_len])
+
+
+def _runs(present: np.ndarray) -> list:
+    """[(start, stop)] of the runs of True in a (T,) mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], present.astype(np.int8), [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def _windows(start: int, stop: int) -> list:
+    if stop - start <= WINDOW_FRAMES:
+        return [(start, stop)]
+    step = WINDOW_FRAMES - WINDOW_OVERLAP
+    out = [(s, min(s + WINDOW_FRAMES, stop)) for s in range(start, stop - WINDOW_OVERLAP, step)]
+    return out
+
+
+def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps: float,
+               params: FitParams = DEFAULT_PARAMS) -> np.ndarray:
+    """One person's whole take: (T, 24, 3) mm in -> fitted (T, 24, 3) float64 mm out.
+
+    Frames with any missing joint (or a joint at or behind the camera) are left as they are;
+    the others are fitted in runs of consecutive frames, with one set of bone lengths (the
+    robust median of the whole take) as the anchor for every run.
+    """
+    X = np.asarray(joints_mm, np.float64)
+    out = X.copy()
+    present = np.isfinite(X).all(axis=(-1, -2)) & (np.nan_to_num(X[..., 2], nan=-1.0) > 1.0).all(-1)
+    if present.sum() < 1:
+        return out
+    weights = joint_weights(kp2d_score)
+    lengths = robust_lengths(X[present])
+    for start, stop in _runs(present):
+        acc = np.zeros((stop - start, NUM_JOINTS, 3))
+        total = np.zeros(stop - start)
+        for a, b in _windows(start, stop):
+            fitted, _, _ = fit_window(X[a:b], weights[a:b], K, fps, params, lengths)
+            ramp = np.ones(b - a)
+            if a > start:
+                ramp[:WINDOW_OVERLAP] = np.linspace(0.0, 1.0, WINDOW_OVERLAP + 2)[1:-1]
+            if b < stop:
+                ramp[-WINDOW_OVERLAP:] = np.minimum(
+                    ramp[-WINDOW_OVERLAP:], np.linspace(1.0, 0.0, WINDOW_OVERLAP + 2)[1:-1])
+            acc[a - start:b - start] += ramp[:, None, None] * fitted
+            total[a - start:b - start] += ramp
+        out[start:stop] = acc / total[:, None, None]
+    return out
+
+
+def fit_sequence(seq: PoseSequence, params: FitParams = DEFAULT_PARAMS) -> PoseSequence:
+    """The sequence with every person's joints refined by the whole-take fit.
+
+    The 2D points, scores and boxes are kept; ``meta["take_fit"]`` records the parameters and
+    the time taken. See the module docstring for the problem solved.
+    """
+    started = time.perf_counter()
+    joints = np.stack([fit_person(seq.joints3d[p], seq.kp2d_score[p], seq.K, seq.fps, params)
+                       for p in range(seq.num_people)]) if seq.num_people else seq.joints3d
+    elapsed = time.perf_counter() - started
+    log.info("whole-take fit: %d people x %d frames in %.2f s", seq.num_people, seq.num_frames,
+             elapsed)
+    meta = dict(seq.meta, take_fit=dict(asdict(params), seconds=round(elapsed, 3)))
+    return seq.replace(joints3d=np.asarray(joints, np.float32), meta=meta)

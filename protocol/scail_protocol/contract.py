@@ -1,0 +1,33 @@
+"""The output contract: what every conditioning video is, whoever makes it.
+
+The backend's taichi renderer, Blender's renderer, the video writer, the reader's rate for
+stills and the synthetic clips all take these values from here (docs/pipeline.md §1, §6–8), so
+the two renderers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .palette import LIMB_ALPHA
+
+OUTPUT_FPS = 16  # docs/pipeline.md §8: the conditioning video's rate, whatever the source's
+DEFAULT_RESOLUTION = (512, 896)  # docs/pipeline.md §1.1: working (H, W) of a landscape clip
+HIT_ALPHA = int(LIMB_ALPHA * 255.0)  # docs/pipeline.md §6.4: a hit pixel's alpha (0.8 -> 204)
+
+
+def composite_channels(under_rgb: np.ndarray, overlay_rgb: np.ndarray) -> np.ndarray:
+    """The 2D overlay over a render, channel by channel (docs/pipeline.md §7).
+
+    Each non-zero R, G or B value of the overlay replaces the render's value of that channel;
+    a zero channel keeps the render's. E.g. overlay (0, 0, 255) over (100, 100, 100) gives
+    (100, 100, 255).
+
+    Args:
+        under_rgb: (..., 3) uint8 render colours.
+        overlay_rgb: (..., 3) uint8 overlay colours, same shape.
+
+    Returns:
+        (..., 3) uint8, a new array.
+    """
+    return np.where(overlay_rgb != 0, overlay_rgb, under_rgb).astype(np.uint8)

@@ -1,0 +1,330 @@
+"""`scail-pose batch` (issue 17): inputs, the report, resuming, and real Ray in local mode.
+
+The Ray tests share one local Ray session (2 CPUs, no dashboard) started once for the module;
+clips are a few frames at a small working size. Outputs are compared with `scail-pose run` on
+the same clip: a cut of real footage where ``../shared/examples`` is present, and always a
+synthetic clip (nobody in it: the whole pipeline runs, poses all missing, video black).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scail_backend.batch.clipdir import finished, prepare, remove_partial
+from scail_backend.batch.inputs import BatchInputError, Clip, discover
+from scail_backend.batch.report import Report, latest, read_report
+from scail_backend.cli import main
+from scail_protocol.sequence import PoseSequence
+
+from video_helpers import write_clip
+
+RESOLUTION = ["256", "448"]
+POSE_FIELDS = ("K", "joints3d", "kp2d", "kp2d_score", "bbox", "track_id")
+EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "dance_a"
+
+
+def _scail_folder(folder: Path, frames: int = 4, size=(96, 160)) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_clip(folder / "driving.mp4", frames=frames, size=size)
+    return folder
+
+
+def _real_folder(folder: Path, frames: int = 6) -> Path:
+    """The first frames of ../shared/examples/dance_a (with its ref.jpg) as a SCAIL folder."""
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(EXAMPLE / "driving.mp4")) as src:
+        stream = src.streams.video[0]
+        rate = stream.average_rate
+        pictures = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames),
+                                                                 src.decode(stream))]
+    with av.open(str(folder / "driving.mp4"), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.height, stream.width = pictures[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for picture in pictures:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    shutil.copyfile(EXAMPLE / "ref.jpg", folder / "ref.jpg")
+    return folder
+
+
+def _frames(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def _assert_same_outputs(got: Path, expected: Path) -> None:
+    a, b = PoseSequence.load(got / "poses.npz"), PoseSequence.load(expected / "poses.npz")
+    for name in POSE_FIELDS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert (a.fps, a.size, a.num_frames) == (b.fps, b.size, b.num_frames)
+    assert a.meta["source"]["sha256"] == b.meta["source"]["sha256"]
+    video, reference = _frames(got / "rendered.mp4"), _frames(expected / "rendered.mp4")
+    assert video.shape == reference.shape
+    # The rendered RGBA is the same; libx264 may differ by a few levels between processes
+    # (see test_server_pipeline.assert_same_video): ask for a near-identical picture.
+    error = video.astype(np.float64) - reference
+    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(error ** 2), 1e-12))
+    assert psnr > 40.0, f"PSNR {psnr:.1f} dB"
+
+
+# --- inputs (no Ray) -------------------------------------------------------------------------------
+
+
+def test_folder_tree_finds_scail_folders_with_mirrored_names(tmp_path):
+    for name in ("set1/a", "set1/b", "c"):
+        _scail_folder(tmp_path / "in" / name, frames=1)
+    (tmp_path / "in" / "set1" / "a" / "ref.png").write_bytes(b"png")
+    (tmp_path / "in" / "empty").mkdir()
+    clips = discover(tmp_path / "in")
+    assert [c.name for c in clips] == ["c", "set1/a", "set1/b"]
+    assert clips[1].reference == tmp_path / "in" / "set1" / "a" / "ref.png"
+    assert clips[0].reference is None
+
+
+def test_folder_tree_skips_the_output_folder_inside_it(tmp_path):
+    _scail_folder(tmp_path / "in" / "a", frames=1)
+    _scail_folder(tmp_path / "in" / "out" / "a", frames=1)  # a previous batch's output
+    assert [c.name for c in discover(tmp_path / "in", exclude=[tmp_path / "in" / "out"])] == ["a"]
+
+
+def test_a_single_scail_folder_is_one_clip(tmp_path):
+    _scail_folder(tmp_path / "solo", frames=1)
+    assert [c.name for c in discover(tmp_path / "solo")] == ["solo"]
+
+
+def test_glob_of_video_files_and_folders(tmp_path):
+    for name in ("x.mp4", "sub/y.mp4"):
+        (tmp_path / "clips" / name).parent.mkdir(parents=True, exist_ok=True)
+        write_clip(tmp_path / "clips" / name, frames=1)
+    clips = discover(f"{tmp_path}/clips/**/*.mp4")
+    assert [(c.name, c.video.name) for c in clips] == [("sub/y", "y.mp4"), ("x", "x.mp4")]
+
+
+def test_csv_manifest_with_per_clip_options(tmp_path):
+    _scail_folder(tmp_path / "f", frames=1)
+    write_clip(tmp_path / "v.mp4", frames=1)
+    (tmp_path / "m.csv").write_text("video,name,fps,resolution,smooth\n"
+                                    "f,,,,\n"
+                                    "# a comment\n"
+                                    "v.mp4,runs/v,16,256x448,light\n")
+    clips = discover(tmp_path / "m.csv")
+    assert [c.name for c in clips] == ["f", "runs/v"]
+    assert clips[0].options == {}
+    assert clips[1].options == {"fps": 16.0, "resolution": [256, 448], "smooth": "light"}
+
+
+def test_jsonl_manifest_and_its_errors(tmp_path):
+    write_clip(tmp_path / "v.mp4", frames=1)
+    (tmp_path / "m.jsonl").write_text('{"video": "v.mp4", "estimator": "mediapipe"}\n\n')
+    assert discover(tmp_path / "m.jsonl") == [Clip("v", tmp_path / "v.mp4", None,
+                                                   {"estimator": "mediapipe"})]
+    (tmp_path / "bad.jsonl").write_text('{"video": "v.mp4", "colour": "red"}\n')
+    with pytest.raises(BatchInputError, match="line 1: unknown column"):
+        discover(tmp_path / "bad.jsonl")
+    (tmp_path / "dup.jsonl").write_text('{"video": "v.mp4"}\n{"video": "v.mp4"}\n')
+    with pytest.raises(BatchInputError, match="two clips would write into OUT_DIR/v"):
+        discover(tmp_path / "dup.jsonl")
+    (tmp_path / "fps.jsonl").write_text('{"video": "v.mp4", "fps": 0}\n')
+    with pytest.raises(BatchInputError, match="line 1: bad fps 0"):
+        discover(tmp_path / "fps.jsonl")  # refused before any clip runs, as `run --fps 0`
+    (tmp_path / "up.jsonl").write_text('{"video": "v.mp4", "name": "../../etc"}\n')
+    with pytest.raises(BatchInputError, match="relative path inside"):
+        discover(tmp_path / "up.jsonl")
+
+
+def test_nothing_found_is_an_error(tmp_path):
+    with pytest.raises(BatchInputError, match="no clip found"):
+        discover(tmp_path)
+    with pytest.raises(BatchInputError, match="not found"):
+        discover(tmp_path / "missing")
+
+
+# --- report and clip folders (no Ray) ---------------------------------------------------------------
+
+
+def test_report_survives_a_torn_line(tmp_path):
+    with Report(tmp_path) as report:
+        report.add("a", "done", frames=3)
+    with open(tmp_path / "batch_report.jsonl", "a") as f:
+        f.write('{"clip": "b", "sta')  # a kill in the middle of a line
+    with Report(tmp_path) as report:
+        report.add("b", "failed", error="bad\nthing")
+    records = read_report(tmp_path)
+    assert [(r["clip"], r["status"]) for r in records] == [("a", "done"), ("b", "failed")]
+    assert latest(tmp_path)["b"]["error"] == "bad thing"
+
+
+def test_prepare_links_and_finished_checks_outputs(tmp_path):
+    source = _scail_folder(tmp_path / "in" / "a", frames=2)
+    (source / "ref.jpg").write_bytes(b"jpg")
+    folder = tmp_path / "out" / "a"
+    (folder).mkdir(parents=True)
+    (folder / ".poses.npz.0badc0de.part").write_bytes(b"half")  # left by a killed worker
+    prepare(discover(tmp_path / "in")[0], folder)
+    assert (folder / "driving.mp4").resolve() == (source / "driving.mp4").resolve()
+    assert (folder / "ref.jpg").is_file()
+    assert not (folder / ".poses.npz.0badc0de.part").exists()
+    assert finished(folder) is None
+    (folder / "poses.npz").write_bytes(b"not an npz")
+    (folder / "rendered.mp4").write_bytes(b"not a video")
+    assert finished(folder) is None
+    assert remove_partial(folder) == 0
+
+
+# --- real Ray, local mode --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for the module: 2 CPUs, no dashboard."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("TI_SKIP_VERSION_CHECK", "ON")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=100 * 1024 * 1024,
+             runtime_env={"env_vars": {"TI_SKIP_VERSION_CHECK": "ON"}})
+    yield ray
+    ray.shutdown()
+
+
+def _batch(inputs, out, *extra) -> int:
+    return main(["-q", "batch", str(inputs), "-o", str(out), "--estimator", "mediapipe",
+                 "--resolution", *RESOLUTION, "--workers", "2", *extra])
+
+
+@pytest.fixture(scope="module")
+def first_batch(ray_session, tmp_path_factory):
+    """A batch over two synthetic clips, a corrupt one and (where present) real footage."""
+    root = tmp_path_factory.mktemp("batch")
+    inputs = root / "in"
+    _scail_folder(inputs / "synth" / "a")
+    _scail_folder(inputs / "synth" / "b", frames=3)
+    broken = inputs / "broken"
+    broken.mkdir(parents=True)
+    (broken / "driving.mp4").write_bytes(b"\x00not a video" * 100)
+    if EXAMPLE.is_dir():
+        _real_folder(inputs / "real")
+    out = root / "out"
+    code = _batch(inputs, out)
+    return inputs, out, code
+
+
+def test_batch_runs_every_clip_and_records_the_corrupt_one(first_batch):
+    inputs, out, code = first_batch
+    assert code == 1  # one clip failed
+    states = latest(out)
+    assert states["broken"]["status"] == "failed"
+    assert "not a readable video" in states["broken"]["error"]
+    assert "\n" not in states["broken"]["error"]
+    done = [name for name, r in states.items() if r["status"] == "done"]
+    assert sorted(done) == sorted(n for n in ("synth/a", "synth/b", "real")
+                                  if (inputs / n).is_dir())
+    assert finished(out / "synth" / "a") == 4 and finished(out / "synth" / "b") == 3
+    assert not (out / "broken" / "poses.npz").exists()
+    assert not [p for p in out.rglob(".*.part")]
+
+
+def test_batch_outputs_equal_run(first_batch, tmp_path):
+    inputs, out, _ = first_batch
+    for name in ("synth/a", "real"):
+        if not (inputs / name).is_dir():
+            continue
+        alone = tmp_path / name.replace("/", "_")
+        shutil.copytree(inputs / name, alone)
+        assert main(["-q", "run", str(alone), "--estimator", "mediapipe",
+                     "--resolution", *RESOLUTION]) in (0, 3)  # 3: nobody in the synthetic clip
+        _assert_same_outputs(out / name, alone)
+
+
+def test_batch_resumes_skipping_finished_clips(first_batch, capsys):
+    inputs, out, _ = first_batch
+    before = (out / "synth" / "a" / "poses.npz").stat().st_mtime_ns
+    for name in ("poses.npz", "rendered.mp4"):  # as if the batch stopped before this clip
+        (out / "synth" / "b" / name).unlink()
+    (out / "synth" / "b" / ".rendered.mp4.12345678.part").write_bytes(b"half")
+    capsys.readouterr()
+    assert _batch(inputs, out) == 1  # the corrupt clip fails again
+    err = capsys.readouterr().err
+    skipped = 2 if (inputs / "real").is_dir() else 1
+    assert f"1 done, {skipped} skipped, 1 failed" in err
+    assert (out / "synth" / "a" / "poses.npz").stat().st_mtime_ns == before
+    assert finished(out / "synth" / "b") == 3
+    assert not (out / "synth" / "b" / ".rendered.mp4.12345678.part").exists()
+
+
+def test_killed_worker_fails_its_clip_and_is_replaced(ray_session, tmp_path):
+    from scail_backend.batch.runner import BatchOptions, _outcome, _WorkerPool
+
+    ray = ray_session
+    clip = discover(_scail_folder(tmp_path / "in" / "k", frames=40, size=(240, 320)))[0]
+    pool = _WorkerPool(ray, BatchOptions(workers=1), {"estimator": "mediapipe"}, clips=1)
+    try:
+        worker = pool.take()
+        ref = worker.run.remote(clip.to_dict(), str(tmp_path / "out" / "k"))
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "out" / "k" / "driving.mp4").exists():  # the clip has started
+            assert time.monotonic() < deadline, "the worker never started the clip"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        ray.kill(worker, no_restart=True)  # the worker process dies mid-clip
+        outcome = _outcome(ray, ref, pool, worker, tmp_path / "out" / "k")
+        assert outcome["status"] == "failed" and "worker process died" in outcome["error"]
+        assert len(pool.idle) == 1 and pool.idle[0] is not worker and not pool.busy
+        assert ray.get(pool.idle[0].ready.remote())  # the replacement works
+        assert not list((tmp_path / "out" / "k").glob(".*.part"))
+    finally:
+        pool.close()
+
+
+@pytest.mark.slow
+def test_interrupted_batch_loses_no_finished_clip_and_resumes(ray_session, tmp_path):
+    """SIGTERM to a batch running in its own process (its own local Ray) once a clip is done:
+    exit 143, finished clips intact, no temporary left; running it again (on the module's Ray)
+    finishes the rest."""
+    inputs = tmp_path / "in"
+    for index in range(4):
+        _scail_folder(inputs / f"c{index}", frames=16, size=(240, 320))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "scail_backend.cli", "-q", "batch", str(inputs), "-o",
+               str(out), "--estimator", "mediapipe", "--resolution", *RESOLUTION]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if any(r["status"] == "done" for r in read_report(out)):
+                break
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err.decode()[-2000:]
+    done = [r["clip"] for r in read_report(out) if r["status"] == "done"]
+    assert done and len(done) < 4
+    assert not list(out.rglob(".*.part"))
+    for name in done:
+        assert finished(out / name) == 16
+    assert _batch(inputs, out) == 0
+    states = latest(out)
+    assert all(states[f"c{i}"]["status"] in ("done", "skipped") for i in range(4))
+    assert all(finished(out / f"c{i}") == 16 for i in range(4))
+    with open(out / "batch_report.jsonl") as f:
+        assert all(json.loads(line) for line in f)  # every line whole

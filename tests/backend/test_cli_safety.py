@@ -1,0 +1,280 @@
+"""The CLI never destroys an input, checks its options before any work, stops cleanly on
+SIGTERM/SIGHUP as on Ctrl-C, says what it found under ``-q`` and prints one line per error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from scail_backend.cli import EXIT_ERROR, EXIT_NOBODY, main
+from scail_protocol.sequence import PoseSequence
+
+from video_helpers import write_clip
+
+SIZE = (48, 80)
+WAIT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def poses(tmp_path_factory):
+    from scail_backend.render.samples import walking_sequence
+
+    path = tmp_path_factory.mktemp("poses") / "poses.npz"
+    walking_sequence(5, SIZE).save(path)
+    return path
+
+
+@pytest.fixture
+def garbage_video(tmp_path):
+    """Not a video: an error about it would mean the input was opened before the output check."""
+    path = tmp_path / "driving.mp4"
+    path.write_bytes(b"\x00not a video" * 100)
+    return path
+
+
+def _one_line_error(capsys, code, *words):
+    out, err = capsys.readouterr()
+    assert code == EXIT_ERROR, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def _listing(folder: Path) -> list:
+    return sorted(p.name for p in folder.iterdir())
+
+
+# --- never destroy an input -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("alias", ["same", "symlink", "dotdot"])
+def test_extract_refuses_to_write_over_its_video_before_opening_it(tmp_path, capsys,
+                                                                   garbage_video, alias):
+    out = {"same": garbage_video, "dotdot": tmp_path / "sub" / ".." / garbage_video.name,
+           "symlink": tmp_path / "link.mp4"}[alias]
+    (tmp_path / "sub").mkdir()
+    if alias == "symlink":
+        out.symlink_to(garbage_video)
+    before = garbage_video.read_bytes()
+    code = main(["-q", "extract", str(garbage_video), "-o", str(out)])
+    _one_line_error(capsys, code, "is the input", "destroy")
+    assert garbage_video.read_bytes() == before
+
+
+def test_render_refuses_to_write_over_its_poses(tmp_path, capsys, poses):
+    copy = tmp_path / "p.npz"
+    shutil.copy(poses, copy)
+    code = main(["-q", "render", str(copy), "-o", str(copy)])
+    _one_line_error(capsys, code, "is the input")
+    assert PoseSequence.load(copy).num_frames == 5
+
+
+def test_render_refuses_a_frames_folder_that_holds_the_poses(tmp_path, capsys, poses):
+    copy = tmp_path / "p.npz"
+    shutil.copy(poses, copy)
+    code = main(["-q", "render", str(copy), "-o", str(tmp_path / "x.mp4"),
+                 "--frames", str(tmp_path)])
+    _one_line_error(capsys, code, "--frames", "holds the input")
+    assert _listing(tmp_path) == ["p.npz"]
+
+
+def test_run_refuses_outputs_linked_to_its_inputs(tmp_path, capsys, garbage_video):
+    (tmp_path / "rendered.mp4").symlink_to(garbage_video)
+    code = main(["-q", "run", str(tmp_path)])
+    _one_line_error(capsys, code, "rendered.mp4", "is the input")
+    assert _listing(tmp_path) == ["driving.mp4", "rendered.mp4"]
+
+
+def test_extract_into_an_existing_folder_is_refused_before_estimation(tmp_path, capsys,
+                                                                      garbage_video):
+    code = main(["-q", "extract", str(garbage_video), "-o", str(tmp_path)])
+    _one_line_error(capsys, code, "is a folder")
+
+
+# --- options checked once, up front ---------------------------------------------------------------
+
+@pytest.mark.parametrize("resolution", [["8", "8"], ["5000", "5000"], ["511", "896"]])
+def test_extract_refuses_a_resolution_render_would_refuse(tmp_path, capsys, garbage_video,
+                                                          resolution):
+    code = main(["-q", "extract", str(garbage_video), "-o", str(tmp_path / "p.npz"),
+                 "--resolution", *resolution])
+    _one_line_error(capsys, code, "resolution", "16..4096")
+    assert _listing(tmp_path) == ["driving.mp4"]
+
+
+def test_arch_cuda_without_cuda_is_refused_before_estimation(tmp_path, capsys, garbage_video,
+                                                             poses):
+    from scail_backend.render.taichi_runtime import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has CUDA")
+    code = main(["-q", "run", str(tmp_path), "--arch", "cuda"])
+    _one_line_error(capsys, code, "--arch cuda", "no usable CUDA")
+    code = main(["-q", "render", str(poses), "-o", str(tmp_path / "x.mp4"), "--arch", "cuda"])
+    _one_line_error(capsys, code, "--arch cuda")
+    assert _listing(tmp_path) == ["driving.mp4"]
+
+
+# --- -q / -v ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_works_before_and_after_the_command_name(tmp_path, capsys, poses, where):
+    args = ["render", str(poses), "-o", str(tmp_path / "x.mp4"), "--arch", "cpu"]
+    assert main(["-q", *args] if where == "before" else [*args, "-q"]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / "x.mp4")]
+    assert "render:" not in err and "INFO" not in err  # no progress bar, no info lines
+
+
+def test_verbose_after_the_command_and_both_flags_at_once(tmp_path, capsys, poses):
+    assert main(["render", str(poses), "-o", str(tmp_path / "x.mp4"), "--arch", "cpu",
+                 "-v"]) == 0
+    assert "DEBUG" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["-v", "render", str(poses), "-o", str(tmp_path / "y.mp4"), "-q"])
+    assert info.value.code == EXIT_ERROR
+
+
+def test_quiet_run_of_a_clip_without_anybody_prints_exactly_one_line(tmp_path):
+    """-q hides progress and third-party chatter (TensorFlow Lite, absl), not the outcome."""
+    clip = write_clip(tmp_path / "nobody.mp4", frames=4, size=(96, 160))
+    proc = subprocess.run([sys.executable, "-m", "scail_backend.cli", "extract", str(clip),
+                           "-o", str(tmp_path / "p.npz"), "--estimator", "mediapipe", "-q"],
+                          capture_output=True, text=True, timeout=WAIT_S)
+    assert proc.returncode == EXIT_NOBODY
+    assert proc.stdout.split() == [str(tmp_path / "p.npz")]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no person found in any of the 4 frames" in lines[0], lines
+
+
+# --- signals --------------------------------------------------------------------------------------
+
+def _long_poses(tmp_path) -> Path:
+    from scail_backend.render.samples import walking_sequence
+
+    path = tmp_path / "long.npz"
+    walking_sequence(6000, (64, 96)).save(path)
+    return path
+
+
+def _wait_for_part_files(folder: Path, proc) -> list:
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        parts = [p for p in folder.iterdir() if p.name.endswith(".part")]
+        if len(parts) >= 2:  # the video's temporary file and the temporary PNG folder
+            return parts
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)  # polling a folder another process writes: nothing to wait on
+    raise AssertionError(f"no .part files in {folder}")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                          (signal.SIGINT, 130)])
+def test_a_stop_signal_mid_render_removes_part_files_and_says_so(tmp_path, signum, code):
+    poses = _long_poses(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "-q", "render",
+                             str(poses), "-o", str(out_dir / "out.mp4"), "--frames",
+                             str(out_dir / "fr"), "--arch", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for_part_files(out_dir, proc)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines() == [
+        "scail-pose render: " + ("interrupted" if signum == signal.SIGINT
+                                 else f"stopped by {signal.Signals(signum).name}")]
+    assert stdout == "" and _listing(out_dir) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_during_estimation_leaves_no_output(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=400, size=(96, 160))
+    proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "extract", str(clip),
+                             "-o", str(tmp_path / "p.npz"), "--estimator", "mediapipe"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        seen = ""
+        while "estimate:" not in seen:  # the progress bar has started
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143
+    assert stderr.strip().splitlines()[-1] == "scail-pose extract: stopped by SIGTERM"
+    assert _listing(tmp_path) == ["clip.mp4"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_while_blender_sets_up_the_synth_scene_stops_cleanly(tmp_path):
+    """A signal landing inside Blender's own start-up must not crash it (it is held until
+    the critical section ends); the staging folder is removed."""
+    pytest.importorskip("bpy")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "-q", "synth",
+                             "--motion", "demo", "-o", str(out), "--frames", "100",
+                             "--resolution", "128", "224"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not (out.is_dir() and any(out.iterdir())):  # its staging folder: Blender starts
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(1.2)  # into Blender's add-on registration here (~1-2 s after), where an
+        proc.send_signal(signal.SIGTERM)  # exception used to print tracebacks or crash it
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["scail-pose synth: stopped by SIGTERM"]
+    assert _listing(out) == []
+
+
+# --- the OS at the boundary: a full disk ----------------------------------------------------------
+
+def _tiny_file_system_available() -> bool:
+    if not shutil.which("unshare") or sys.platform != "linux":
+        return False
+    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=64k t /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _tiny_file_system_available(),
+                    reason="needs unshare and user namespaces to mount a tiny tmpfs")
+def test_extract_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    """A real ENOSPC: a 64 KiB tmpfs, filled up, in a private mount namespace."""
+    clip = write_clip(tmp_path / "clip.mp4", frames=4, size=(96, 160))
+    full = tmp_path / "full"
+    full.mkdir()
+    script = (f"mount -t tmpfs -o size=64k t {full} && "
+              f"(dd if=/dev/zero of={full}/filler bs=4k 2>/dev/null; true) && "
+              f"{sys.executable} -m scail_backend.cli -q extract {clip} -o {full}/p.npz "
+              f"--estimator mediapipe; echo \"rc=$?\"; ls -A {full}")
+    proc = subprocess.run(["unshare", "-Urm", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=WAIT_S)
+    assert f"rc={EXIT_ERROR}" in proc.stdout, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left on the device" in lines[0], proc.stderr
+    assert str(full / "p.npz") in lines[0]
+    assert proc.stdout.split()[-1] == "filler"  # nothing else left in the full folder
+

@@ -1,0 +1,141 @@
+"""The whole-take fit: its Jacobian, what it recovers on a known take, gaps and windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scail_protocol.camera import backproject, blender_to_camera, intrinsics_from_fov, project
+from scail_protocol.sequence import PoseSequence
+
+from scail_backend import take_fit as tf
+from scail_backend.synth import cameras, motions
+from scail_backend.synth.metrics import acceleration_errors, pa_mpjpe
+
+FPS = 16.0
+SIZE = (512, 896)
+
+
+def _truth(num_frames=32, body="tall_slim", motion="walk", camera="three_quarter"):
+    frames = motions.evaluate(motion, np.arange(num_frames) / FPS, body)
+    stage = cameras.stage_to_world(cameras.get_camera(camera))
+    return blender_to_camera(frames.joints_m @ stage[:3, :3].T + stage[:3, 3])
+
+
+def _per_frame_estimate(truth, K, rng, depth_noise_mm=60.0, px_noise=1.5):
+    """What a per-frame estimator gives: good 2D, each joint's depth guessed independently."""
+    uv = project(truth, K) + rng.normal(0.0, px_noise, truth.shape[:-1] + (2,))
+    z = truth[..., 2] + rng.normal(0.0, depth_noise_mm, truth.shape[:-1])
+    return backproject(uv, z, K)
+
+
+def _bone_lengths(X):
+    return np.linalg.norm(X[:, 1:] - X[:, tf.PARENTS[1:]], axis=-1)
+
+
+def test_jacobian_matches_finite_differences():
+    rng = np.random.default_rng(0)
+    K = intrinsics_from_fov(*SIZE)
+    X = _truth(4)
+    pb = tf._Problem(K=K, uv0=project(X, K) + rng.normal(0, 3, (4, 24, 2)),
+                     sqrt_w=np.sqrt(rng.uniform(0.1, 1.0, (4, 24))),
+                     rel0=X - X[:, :1] + rng.normal(0, 10, X.shape), root_z0=X[:, 0, 2] + 5.0,
+                     lengths0=tf.robust_lengths(X) + 3.0, params=tf.DEFAULT_PARAMS,
+                     accel_scale=40.0)
+    x = np.concatenate([X.ravel() + rng.normal(0, 5, X.size), pb.lengths0 + 1.0])
+    analytic = tf._jacobian(x, pb).toarray()
+    eps = 1e-4
+    numeric = np.stack([(tf._residuals(x + eps * e, pb) - tf._residuals(x - eps * e, pb))
+                        / (2 * eps) for e in np.eye(len(x))], axis=1)
+    np.testing.assert_allclose(analytic, numeric, atol=1e-6 * np.abs(numeric).max())
+
+
+def test_fit_recovers_a_rigid_take_from_per_frame_depth_guesses():
+    rng = np.random.default_rng(1)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth()
+    est = _per_frame_estimate(truth, K, rng)
+    fit = tf.fit_person(est, np.ones((len(truth), 134)), K, FPS)
+    pa_before, pa_after = np.nanmean(pa_mpjpe(est, truth)), np.nanmean(pa_mpjpe(fit, truth))
+    assert pa_after < 0.7 * pa_before, (pa_before, pa_after)
+    assert _bone_lengths(fit).std(axis=0).mean() < 0.2 * _bone_lengths(est).std(axis=0).mean()
+    accel = (np.nanmean(acceleration_errors(est, truth, FPS)),
+             np.nanmean(acceleration_errors(fit, truth, FPS)))
+    assert accel[1] < 0.5 * accel[0], accel
+    err_2d = np.linalg.norm(project(fit, K) - project(truth, K), axis=-1).mean()
+    assert err_2d < 2.5  # still on the 2D evidence (its noise is 1.5 px per axis)
+
+
+def test_low_visibility_joints_follow_the_skeleton_not_their_2d():
+    """A wrist whose 2D is wrong but scored 0 is placed by the rigid arm and the prior."""
+    rng = np.random.default_rng(2)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(24)
+    est = _per_frame_estimate(truth, K, rng, depth_noise_mm=5.0, px_noise=0.5)
+    wrist = 20
+    bad = est.copy()
+    uv = project(bad[:, wrist], K) + (60.0, 0.0)            # 60 px off in every frame
+    bad[:, wrist] = backproject(uv, bad[:, wrist, 2], K)
+    score = np.ones((24, 134))
+    trusted = tf.fit_person(bad, score, K, FPS)
+    score[:, 7] = 0.0                                        # OpenPose-18 left wrist
+    distrusted = tf.fit_person(bad, score, K, FPS)
+    err = lambda X: np.linalg.norm(X[:, wrist] - truth[:, wrist], axis=-1).mean()
+    assert err(distrusted) < err(trusted) - 10.0
+
+
+def test_missing_frames_stay_missing_and_split_the_take():
+    rng = np.random.default_rng(3)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(30)
+    est = _per_frame_estimate(truth, K, rng)
+    est[10:13] = np.nan
+    fit = tf.fit_person(est, np.ones((30, 134)), K, FPS)
+    assert np.isnan(fit[10:13]).all()
+    assert np.isfinite(fit[:10]).all() and np.isfinite(fit[13:]).all()
+
+
+def test_windows_blend_without_a_seam(monkeypatch):
+    rng = np.random.default_rng(4)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(48)
+    est = _per_frame_estimate(truth, K, rng)
+    whole = tf.fit_person(est, np.ones((48, 134)), K, FPS)
+    monkeypatch.setattr(tf, "WINDOW_FRAMES", 24)
+    monkeypatch.setattr(tf, "WINDOW_OVERLAP", 8)
+    windowed = tf.fit_person(est, np.ones((48, 134)), K, FPS)
+    assert np.isfinite(windowed).all()
+    assert np.abs(windowed - whole).max() < 40.0
+    # no jump at the seams: the windowed take is as smooth as the whole one
+    jerk = lambda X: np.abs(X[2:] - 2 * X[1:-1] + X[:-2]).max()
+    assert jerk(windowed) < 1.5 * jerk(whole) + 5.0
+
+
+def test_fit_sequence_keeps_2d_and_records_itself():
+    rng = np.random.default_rng(5)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(16)
+    est = _per_frame_estimate(truth, K, rng)
+    kp = np.full((1, 16, 134, 2), np.nan, np.float32)
+    kp[0, :, :18] = 100.0
+    score = np.full((1, 16, 134), np.nan, np.float32)
+    score[0, :, :18] = 0.9
+    seq = PoseSequence(fps=FPS, size=SIZE, K=K, joints3d=est[None].astype(np.float32), kp2d=kp,
+                       kp2d_score=score, bbox=np.zeros((1, 16, 4), np.float32),
+                       track_id=np.zeros(1, np.int64), meta={"estimator": "test"})
+    out = tf.fit_sequence(seq)
+    assert out.joints3d.shape == seq.joints3d.shape
+    assert not np.allclose(out.joints3d, seq.joints3d)
+    np.testing.assert_array_equal(out.kp2d, seq.kp2d)
+    assert out.meta["take_fit"]["bone_mm"] == tf.DEFAULT_PARAMS.bone_mm
+    assert out.meta["estimator"] == "test"
+
+
+def test_joint_weights_follow_the_2d_scores():
+    score = np.full((2, 134), 0.8)
+    score[0, 4] = 0.0        # OpenPose-18 right wrist
+    score[1] = np.nan        # no scores at all
+    w = tf.joint_weights(score)
+    assert w[0, 21] == pytest.approx(tf.MIN_WEIGHT)   # SMPL right wrist
+    assert w[0, 23] == pytest.approx(tf.MIN_WEIGHT)   # right hand follows the wrist
+    assert w[0, 0] == pytest.approx(0.8)
+    assert (w[1] == 1.0).all()
