@@ -16,6 +16,7 @@ any frame (the outputs are written, with only missing poses); 130 Ctrl-C (SIGINT
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -777,7 +778,11 @@ def main(argv=None) -> int:
             return EXIT_ERROR
         except KeyboardInterrupt as e:
             print(f"scail-pose {args.command}: {signals.describe(e)}", file=sys.stderr)
-            return signals.exit_code(e)
+            code = signals.exit_code(e)
+    # A stop that landed while a context manager was being entered leaves it suspended, with its
+    # temporary output; collecting it now runs its cleanup before the process exits.
+    gc.collect()
+    return code
 
 
 if __name__ == "__main__":

@@ -197,6 +197,7 @@ class _Pinned:
         if not self.parent.is_dir():
             raise OutputError(f"cannot write {target}: folder {self.parent} does not exist")
         self.fd = None
+        self.made = []  # temporaries created, so an interrupt anywhere still removes them
         if os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY"):
             try:
                 self.fd = os.open(self.parent, os.O_RDONLY | os.O_DIRECTORY)
@@ -216,6 +217,7 @@ class _Pinned:
                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                                  0o600, **self._at())
                     os.close(fd)
+                self.made.append((self.parent / name, directory))
                 return self.parent / name
             except FileExistsError:
                 continue
@@ -345,8 +347,16 @@ def atomic_path(target, *, before_rename: Optional[Callable[[Path], None]] = Non
         with _removed_on_error(pinned, temp, directory=False):
             yield temp
             _finish(pinned, temp, file_mode(), before_rename)
+    except BaseException:
+        _remove_made(pinned)  # also when the interrupt landed between create() and the block
+        raise
     finally:
         pinned.close()
+
+
+def _remove_made(pinned: "_Pinned") -> None:
+    for temp, directory in pinned.made:
+        pinned.remove(temp, directory)
 
 
 @contextmanager
@@ -442,6 +452,9 @@ def atomic_folder(target, *, before_rename: Optional[Callable[[Path], None]] = N
                 _swap_folder(pinned, temp)
             except OSError as e:
                 raise output_error(target, e) from None
+    except BaseException:
+        _remove_made(pinned)  # also when the interrupt landed between create() and the block
+        raise
     finally:
         pinned.close()
 

@@ -242,26 +242,68 @@ def test_retarget_bakes_an_nla_track_and_leaves_the_source_alone(addon, scene, t
         np.testing.assert_array_equal(np.array([tuple(p.co) for p in fc.keyframe_points]), snapshot[key])
 
 
-def test_retarget_onto_a_real_rigify_meta_rig(addon, scene, take):
-    import addon_utils
+RIGIFY_SCRIPT = """
+import json, os, sys
+sys.path[:0] = [{tests!r}]
+import bpy
+import addon_utils
+from conftest import ADDON_DIR
+import importlib.util
+spec = importlib.util.spec_from_file_location("scail_pose_studio", ADDON_DIR / "__init__.py",
+                                              submodule_search_locations=[str(ADDON_DIR)])
+addon = importlib.util.module_from_spec(spec); sys.modules["scail_pose_studio"] = addon
+spec.loader.exec_module(addon); addon.register()
+import test_retarget as T
+bpy.ops.wm.read_factory_settings(use_empty=True)
+scene = bpy.context.scene
+seq = T.walk.filmed_sequence(60)[0]
+result = addon.armature.import_sequence(seq, scene.collection, scene=scene, name="walk")
+addon.grounding.ground_import(result, seq, collection=scene.collection, name="walk")
+addon_utils.enable("rigify", default_set=True)
+bpy.ops.object.armature_human_metarig_add()
+meta = bpy.context.active_object
+print(json.dumps(T.rigify_check(addon, scene, result.armatures[0], meta)), flush=True)
+os._exit(0)  # a registered Rigify keeps the interpreter from exiting
+"""
 
-    source, *_ = take
-    addon_utils.enable("rigify", default_set=False)
-    bpy.ops.object.armature_human_metarig_add()
-    meta = bpy.context.active_object
+
+def rigify_check(addon, scene, source, meta) -> dict:
+    """Retarget onto a Rigify meta-rig; the map and each checked bone's worst angle (degrees)."""
     result = addon.retarget.retarget(source, meta, "auto", scene=scene, use_foot_contacts=False)
-    assert set(result.bone_map.values()) >= {"spine", "thigh.L", "upper_arm.R", "hand.L"}
     frames = result.frames[::15]
     src = _source_heads(addon, source, scene, frames)
-    keys = ("left_hip", "left_knee", "right_shoulder", "right_elbow", "left_shoulder")
+    keys = ("left_hip", "left_knee", "right_shoulder", "right_elbow", "left_shoulder", "spine1")
     posed = _posed(meta, scene, frames, [result.bone_map[k] for k in keys])
+    angles = {}
     for key in keys:
         j = rigs.J.SMPL24[key]
         want = src[:, _AXIS_CHILD[j]] - src[:, j]
         seg = posed[result.bone_map[key]]
         got = seg[:, 1] - seg[:, 0]
         cos = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
-        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < BONE_ANGLE_DEG, key
+        angles[key] = float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max())
+    return {"bone_map": result.bone_map, "angles": angles}
+
+
+def test_retarget_onto_a_real_rigify_meta_rig(addon, tmp_path):
+    """Rigify's own human meta-rig (in a child process: a registered Rigify never exits)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    script = tmp_path / "rigify_check.py"
+    script.write_text(RIGIFY_SCRIPT.format(tests=tests))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines and "armature_human_metarig_add" in done.stderr:
+        pytest.skip("this Blender has no Rigify")
+    assert lines, done.stderr[-2000:]
+    found = json.loads(lines[-1])
+    assert set(found["bone_map"].values()) >= {"spine", "thigh.L", "upper_arm.R", "hand.L"}
+    for key, angle in found["angles"].items():
+        assert angle < BONE_ANGLE_DEG, key
 
 
 def test_retarget_refuses_a_map_without_legs(addon, scene, take):

@@ -77,8 +77,8 @@ class Mp4Writer:
         import av
 
         self._output = ExitStack()
-        self._tmp = self._output.enter_context(atomic_path(self.path))
         try:
+            self._tmp = self._output.enter_context(atomic_path(self.path))
             self._container = av.open(str(self._tmp), mode="w", format="mp4")
             stream = self._container.add_stream(CODEC, rate=Fraction(self.fps))
             stream.width, stream.height = self.width, self.height
