@@ -42,6 +42,8 @@ def tiny_weights_batched(tmp_path_factory):
 
 
 def _estimate(weights, frames, **options):
+    """Estimate with the tiny models; the reference's single-person selection unless told."""
+    options.setdefault("people", "first")
     with NLFEstimator(weights_dir=weights, device="cpu", **options) as est:
         return est.estimate(iter(frames), size=M.SIZE, fps=16.0)
 
@@ -404,7 +406,8 @@ def test_cli_extract_with_nlf_end_to_end(tiny_weights, tmp_path, capsys):
                  "--weights-dir", str(tiny_weights), "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     seq = PoseSequence.load(out)
-    assert seq.meta["estimator"] == "nlf" and seq.num_frames == 17 and seq.num_people == 1
+    # every detected person is kept (A in every frame, B in every other one), tracked apart
+    assert seq.meta["estimator"] == "nlf" and seq.num_frames == 17 and seq.num_people == 2
     np.testing.assert_allclose(seq.bbox[0, :16], [M.A] * 16, atol=1.5)
     np.testing.assert_allclose(seq.joints3d[0, 1], M.expected_joints((200, 100, 335, 400)),
                                rtol=1e-4)
@@ -524,3 +527,10 @@ def test_a_file_of_the_published_size_is_checked_by_sha256(tiny_weights, monkeyp
     digest = weights.sha256_of(path)
     monkeypatch.setattr(weights, "load_manifest", lambda path=None: manifest_with(digest))
     assert models.warn_if_not_published({"yolox_l.onnx": path}) == []
+
+
+def test_every_detected_person_is_kept_by_default(tiny_weights):
+    """Several people (issue 11): the pipeline's tracking gets everyone nlf detects."""
+    with NLFEstimator(weights_dir=tiny_weights, device="cpu") as est:
+        seq = est.estimate(iter([M.scene(), M.scene(people=("B",))]), size=M.SIZE, fps=16.0)
+    assert seq.num_people == 2

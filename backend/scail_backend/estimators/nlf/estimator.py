@@ -8,10 +8,11 @@ on a worker thread while the calling thread carries on with the next frames; two
 alternate, so memory stays bounded (two batches of masked images, plus a few kilobytes of results
 per frame) whatever the clip length.
 
-People: ``people="first"`` (default) is the reference's selection (§3.5): per frame the
+People: ``people="all"`` (default) keeps every detected person for the tracking stage;
+``people="first"`` is the reference's selection (§3.5): per frame the
 highest-scoring detector box, its DWPose keypoints and NLF's first detection inside its masked
-image. ``people="all"`` keeps every detected person, in detector-score order per frame (no
-identity across frames: tracking is a later stage). A frame without a detected person is
+image. With "all" the people of a frame are in detector-score order (no identity across frames:
+tracking is a later stage, and ``--max-people 1`` keeps the most prominent). A frame without a detected person is
 missing (NaN), and so is a box in which NLF finds nobody (the reference substitutes zeros).
 """
 
@@ -86,7 +87,8 @@ class NLFEstimator(Estimator):
             when onnxruntime or torch lacks CUDA) or "cpu".
         batch_size: masked images per NLF call (64 as the reference); halved on CUDA
             out-of-memory.
-        people: "first" (reference single-person selection) or "all" (every detected person).
+        people: "all" (every detected person, the default) or "first" (the reference's
+            single-person selection).
         fallback_2d: when the detector finds nobody, keep DWPose's whole-image "person" as 2D
             only (docs/pipeline.md §2.2 keeps it for the overlay); off by default: such a frame
             is missing.
@@ -121,7 +123,7 @@ class NLFEstimator(Estimator):
         return True, ""
 
     def __init__(self, *, weights_dir=None, device: Optional[str] = None,
-                 batch_size: int = nlf3d.BATCH_SIZE, people: str = "first",
+                 batch_size: int = nlf3d.BATCH_SIZE, people: str = "all",
                  fallback_2d: bool = False):
         if people not in PEOPLE_MODES:
             raise EstimatorError(f"people must be one of {', '.join(PEOPLE_MODES)}, got {people!r}")
