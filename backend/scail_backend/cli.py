@@ -679,8 +679,15 @@ overwritten); 3 nobody was found in any frame (outputs written, poses all missin
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what was wrong and where to look (no usage block)."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="scail-pose", description=DESCRIPTION, epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"scail-pose {__version__}")

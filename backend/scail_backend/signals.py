@@ -57,6 +57,8 @@ def stop_on_signals():
         first = not _received
         if first:
             _received.append(signum)
+        if _in_import_machinery(frame):
+            return  # raised at the next progress report (raise_if_stopped) instead
         if not _deferring[0] and (first or signum == signal.SIGINT):
             raise _stop(signum)
 
@@ -69,6 +71,19 @@ def stop_on_signals():
         for signum, old in previous.items():
             signal.signal(signum, old)
         _received.clear()
+
+
+def _in_import_machinery(frame, depth: int = 8) -> bool:
+    """Whether the interrupted code is Python's import system (or a callback of it).
+
+    An exception raised there is swallowed ("Exception ignored in ... _get_module_lock") and
+    can leave the global import lock held, so another thread's next import waits forever.
+    """
+    while frame is not None and depth > 0:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 def raise_if_stopped() -> None:

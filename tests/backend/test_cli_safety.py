@@ -278,3 +278,19 @@ def test_extract_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     assert str(full / "p.npz") in lines[0]
     assert proc.stdout.split()[-1] == "filler"  # nothing else left in the full folder
 
+
+
+@pytest.mark.parametrize("argv", [
+    ["extract", "x.mp4", "-o", "a.npz", "--resolution", "0", "0"],   # argparse's own check
+    ["extract", "x.mp4"],                                            # a required option missing
+    ["bogus"],                                                       # no such command
+    ["-q", "run", "folder", "-v"],                                   # contradicting flags
+])
+def test_option_errors_are_one_line_without_the_usage_block(argv, capsys):
+    from scail_backend.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0] and "--help" in err[0], err

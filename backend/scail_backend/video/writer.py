@@ -166,6 +166,10 @@ class PngFrameWriter:
         self._output = None
 
     def __enter__(self) -> "PngFrameWriter":
+        # Import before the temporary folder exists: a stop signal that lands inside an import
+        # is swallowed by the import machinery (and can leave its lock held).
+        import cv2  # noqa: F401
+
         self._output = ExitStack()
         self._tmp = self._output.enter_context(atomic_folder(self.folder))
         return self
