@@ -329,8 +329,8 @@ def _tiny_nlf_class():
                 rows = torch.nonzero(mask[b].any(dim=1)).flatten()
                 cols = torch.nonzero(mask[b].any(dim=0)).flatten()
                 if rows.numel() == 0:
-                    joints.append(torch.zeros((0, 24, 3)))
-                    boxes.append(torch.zeros((0, 5)))
+                    joints.append(torch.zeros((0, 24, 3), device=images.device))
+                    boxes.append(torch.zeros((0, 5), device=images.device))
                     continue
                 y0, y1 = float(rows[0]), float(rows[-1]) + 1.0
                 x0, x1 = float(cols[0]), float(cols[-1]) + 1.0
@@ -338,9 +338,10 @@ def _tiny_nlf_class():
                 u = x0 + self.template[:, 0] * (x1 - x0)
                 v = y0 + self.template[:, 1] * (y1 - y0)
                 xyz = torch.stack([(u - K[0, 2]) * z / K[0, 0], (v - K[1, 2]) * z / K[1, 1],
-                                   torch.ones(24) * z], dim=1)
+                                   torch.ones_like(u) * z], dim=1)
                 joints.append(xyz.unsqueeze(0))
-                boxes.append(torch.tensor([[x0, y0, x1 - x0, y1 - y0, 1.0]]))
+                boxes.append(torch.tensor([[x0, y0, x1 - x0, y1 - y0, 1.0]],
+                                          device=images.device))
             out: Dict[str, List[torch.Tensor]] = {"boxes": boxes}
             out[self.joints_key] = joints
             out["joints3d"] = joints

@@ -432,12 +432,48 @@ def test_cli_extract_with_broken_weights_writes_nothing(tiny_weights, tmp_path, 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_smoke(tiny_weights):
     frames = [M.scene(), M.scene(people=("B",))]
-    with NLFEstimator(weights_dir=tiny_weights, device="auto") as est:
+    with NLFEstimator(weights_dir=tiny_weights, device="auto", people="all") as est:
         assert est.devices["nlf"].startswith("cuda")
         seq = est.estimate(iter(frames), size=M.SIZE, fps=16.0)
-    cpu = _estimate(tiny_weights, frames)
+    cpu = _estimate(tiny_weights, frames, people="all")
+    assert seq.num_people == 2
     np.testing.assert_allclose(seq.joints3d, cpu.joints3d, rtol=1e-4)
     np.testing.assert_allclose(seq.kp2d, cpu.kp2d, atol=1e-3)
+
+
+def _decoded(path) -> np.ndarray:
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_run_on_cuda_gives_the_cpu_result(tiny_weights, tmp_path):
+    """``run`` with NLF and the renderer on CUDA: the CPU run's poses and pictures (a child
+    process each, since taichi keeps one arch per process)."""
+    import subprocess
+    import sys
+
+    from scail_protocol.sequence import PoseSequence
+
+    folders = {}
+    for where in ("cuda", "cpu"):
+        folder = folders[where] = tmp_path / where
+        folder.mkdir()
+        _lossless_clip(folder / "driving.mp4", [M.scene()] * 8)
+        done = subprocess.run(
+            [sys.executable, "-m", "scail_backend.cli", "-q", "run", str(folder),
+             "--estimator", "nlf", "--weights-dir", str(tiny_weights),
+             "--device", "auto" if where == "cuda" else "cpu", "--arch", where],
+            capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    gpu, cpu = (PoseSequence.load(folders[w] / "poses.npz") for w in ("cuda", "cpu"))
+    assert gpu.num_people == cpu.num_people == 2
+    np.testing.assert_allclose(gpu.joints3d, cpu.joints3d, rtol=1e-4)
+    pictures = [_decoded(folders[w] / "rendered.mp4").astype(np.int16) for w in ("cuda", "cpu")]
+    assert pictures[0].shape == pictures[1].shape and pictures[0].any()
+    assert np.abs(pictures[0] - pictures[1]).mean() <= 1.0
 
 
 def test_server_hello_lists_nlf_and_where_its_models_run(tiny_weights, tmp_path, monkeypatch):
