@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS
+from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS, POSES_SUFFIX, VIDEO_SUFFIX
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import check_output_file, check_output_folder, describe_os_error
 
@@ -76,7 +76,7 @@ def cmd_render(args) -> int:
 
     from .render.pipeline import check_render_size, render_sequence
 
-    out = check_output_file(args.output, [args.poses], what="-o")
+    out = check_output_file(args.output, [args.poses], what="-o", suffix=VIDEO_SUFFIX)
     if args.frames is not None:
         check_output_folder(args.frames, [args.poses], what="--frames")
         if os.path.realpath(out).startswith(os.path.join(os.path.realpath(args.frames), "")):
@@ -259,7 +259,7 @@ def cmd_clean(args) -> int:
     from .cleanup import clean_sequence
     from .tracking import track_people
 
-    out = check_output_file(args.output, [args.poses], what="-o")
+    out = check_output_file(args.output, [args.poses], what="-o", suffix=POSES_SUFFIX)
     options = _cleanup_options(args)
     seq = PoseSequence.load(args.poses)
     if options.max_people is not None or options.order != "size":
@@ -304,7 +304,7 @@ def _add_extract(sub) -> None:
 def cmd_extract(args) -> int:
     from .pipeline import extract_video
 
-    check_output_file(args.output, [args.video], what="-o")
+    check_output_file(args.output, [args.video], what="-o", suffix=POSES_SUFFIX)
     progress = make_progress(args)
     try:
         seq = extract_video(args.video, estimator=args.estimator, resolution=args.resolution,
@@ -583,12 +583,11 @@ def _add_align(sub) -> None:
 
 
 def cmd_align(args) -> int:
-    from scail_protocol.outputs import check_output_file
     from scail_protocol.sequence import PoseSequence
 
     from .align import align_to_reference
 
-    check_output_file(args.output, [args.poses, args.ref])
+    check_output_file(args.output, [args.poses, args.ref], what="-o", suffix=POSES_SUFFIX)
     seq = PoseSequence.load(args.poses)
     result = align_to_reference(seq, args.ref, estimator=args.ref_estimator,
                                 weights_dir=args.weights_dir, **_align_options(args))

@@ -14,6 +14,8 @@ from .palette import LIMB_ALPHA
 OUTPUT_FPS = 16  # docs/pipeline.md §8: the conditioning video's rate, whatever the source's
 DEFAULT_RESOLUTION = (512, 896)  # docs/pipeline.md §1.1: working (H, W) of a landscape clip
 HIT_ALPHA = int(LIMB_ALPHA * 255.0)  # docs/pipeline.md §6.4: a hit pixel's alpha (0.8 -> 204)
+POSES_SUFFIX = ".npz"   # a PoseSequence file (scail_protocol.sequence)
+VIDEO_SUFFIX = ".mp4"   # the conditioning video: H.264 in MP4, whatever -o is called
 
 
 def composite_channels(under_rgb: np.ndarray, overlay_rgb: np.ndarray) -> np.ndarray:

@@ -375,7 +375,8 @@ def resolution_hw(value):
 
 
 def extract_options(*, estimator: str = "auto", resolution=None, smoothing=None,
-                    use_align: bool = False, cleanup: Optional[dict] = None) -> dict:
+                    use_align: bool = False, cleanup: Optional[dict] = None,
+                    fps: Optional[float] = None) -> dict:
     """Body fields of an ``extract`` or ``run`` request besides the files.
 
     Args:
@@ -387,6 +388,8 @@ def extract_options(*, estimator: str = "auto", resolution=None, smoothing=None,
             ``capabilities.align`` in its hello).
         cleanup: the ``cleanup`` field (see :func:`cleanup_field`); None or {} = the backend's
             defaults (every person, no gap filling, no foot locking).
+        fps: resample the clip in time to this rate (frames/s) by nearest timestamp; None =
+            keep every frame (the backend's default); the server checks it.
     """
     options = {"estimator": str(estimator).lower()}
     if resolution_hw(resolution) is not None:
@@ -397,6 +400,8 @@ def extract_options(*, estimator: str = "auto", resolution=None, smoothing=None,
         options["use_align"] = True
     if cleanup:
         options["cleanup"] = dict(cleanup)
+    if fps is not None:
+        options["fps"] = float(fps)
     return options
 
 

@@ -85,26 +85,32 @@ def same_file(a, b) -> bool:
         return _real(a) == _real(b)
 
 
-def check_output_file(path, inputs: Iterable = (), *, what: str = "output") -> Path:
+def check_output_file(path, inputs: Iterable = (), *, what: str = "output",
+                      suffix: Optional[str] = None) -> Path:
     """Check, before any work, that ``path`` can take a new file.
 
     Args:
         path: the file to be written (it may exist: it is then replaced).
         inputs: the paths the command reads (files or folders); None entries are skipped.
         what: how the message names the output, e.g. ``"-o"``.
+        suffix: the one file type written there (e.g. ``contract.POSES_SUFFIX``), so that a
+            name promising another type (``out.avi`` for an MP4) is refused; None = any.
 
     Returns:
         ``path`` as a Path.
 
     Raises:
-        OutputError: ``path`` resolves to an input, is a folder, or its folder is missing or
-            not a folder.
+        OutputError: ``path`` resolves to an input, is a folder, has another suffix than
+            ``suffix``, or its folder is missing or not a folder.
     """
     path = Path(path)
     _refuse_inputs(path, inputs, what, replaced_folder=False)
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give a file name such as "
-                          f"{path / 'output'}{path.suffix}")
+                          f"{path / 'output'}{suffix or path.suffix}")
+    if suffix is not None and path.suffix.lower() != suffix:
+        raise OutputError(f"{what} {path}: this writes a {suffix} file; name it "
+                          f"{path.with_suffix(suffix).name}")
     _check_parent(path, what)
     return path
 

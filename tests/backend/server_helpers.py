@@ -14,10 +14,48 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from scail_protocol.wire import Session
 
 KEY = b"server-test-key-0123456789abcdef"
 WAIT_S = 20.0  # generous deadline for anything that should happen quickly
+FAST = dict(heartbeat_s=0.2, peer_timeout_s=1.0)  # peers time out within a test's patience
+
+
+def make_config(tmp_path, **overrides):
+    """A ServerConfig on a free loopback port, serving ``tmp_path/root`` (made here)."""
+    from scail_backend.server import ServerConfig
+
+    root = tmp_path / "root"
+    root.mkdir(parents=True, exist_ok=True)
+    settings = dict(key=KEY, bind="tcp://127.0.0.1:*", roots=(root,), work_dir=tmp_path / "work",
+                    **FAST)
+    settings.update(overrides)
+    return ServerConfig(**settings)
+
+
+# Fixtures for the test modules that import them; a module's SERVER_SETTINGS dict (if any)
+# overrides make_config's settings for its ``server``.
+
+@pytest.fixture
+def server(tmp_path, request):
+    running = ServerThread(make_config(tmp_path, **getattr(request.module, "SERVER_SETTINGS", {})))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def client(server):
+    from scail_protocol.client import BackendClient
+
+    with BackendClient(server.address, KEY, timeout_s=WAIT_S, heartbeat_s=0.2) as c:
+        yield c
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "root"
 
 
 class ServerThread:

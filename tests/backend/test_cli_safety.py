@@ -77,6 +77,21 @@ def test_render_refuses_to_write_over_its_poses(tmp_path, capsys, poses):
     assert PoseSequence.load(copy).num_frames == 5
 
 
+@pytest.mark.parametrize("argv, suffix", [
+    (["render", "{poses}", "-o", "{tmp}/out.avi"], ".mp4"),
+    (["render", "{poses}", "-o", "{tmp}/out"], ".mp4"),
+    (["extract", "{video}", "-o", "{tmp}/poses.txt"], ".npz"),
+    (["clean", "{poses}", "-o", "{tmp}/clean.json"], ".npz"),
+    (["align", "{poses}", "--ref", "{video}", "-o", "{tmp}/aligned.mp4"], ".npz"),
+])
+def test_an_output_named_for_another_file_type_is_refused_first(tmp_path, capsys, poses,
+                                                                 garbage_video, argv, suffix):
+    argv = [a.format(poses=poses, video=garbage_video, tmp=tmp_path) for a in argv]
+    code = main(["-q", *argv])
+    _one_line_error(capsys, code, f"writes a {suffix} file", "name it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["driving.mp4"]
+
+
 def test_render_refuses_a_frames_folder_that_holds_the_poses(tmp_path, capsys, poses):
     copy = tmp_path / "p.npz"
     shutil.copy(poses, copy)

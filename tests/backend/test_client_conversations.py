@@ -19,21 +19,10 @@ from scail_protocol.errors import Cancelled, ProtocolError
 from scail_protocol.exchange import Exchange
 from scail_protocol.wire import PROTOCOL_VERSION, Session
 
-from server_helpers import KEY, WAIT_S, ServerThread, wait_until
+from server_helpers import KEY, WAIT_S, wait_until
+from server_helpers import server  # noqa: F401  (fixture)
 
 zmq = pytest.importorskip("zmq")
-
-
-@pytest.fixture
-def server(tmp_path):
-    from scail_backend.server import ServerConfig
-
-    (tmp_path / "root").mkdir()
-    running = ServerThread(ServerConfig(key=KEY, bind="tcp://127.0.0.1:*",
-                                        roots=(tmp_path / "root",), work_dir=tmp_path / "work",
-                                        heartbeat_s=0.2, peer_timeout_s=1.0))
-    yield running
-    running.close()
 
 
 @pytest.fixture
@@ -190,3 +179,18 @@ def test_cli_download_that_cannot_be_written_is_one_line_and_leaves_nothing(serv
                   "--key-file", str(key_file), preexec_fn=_small_files)
     assert_one_line_error(out, "cannot write", "rendered.mp4")
     assert list(out_dir.iterdir()) == []
+
+
+def test_cli_extract_resamples_in_time_with_fps(server, tmp_path, key_file):
+    from scail_protocol.sequence import PoseSequence
+    from video_helpers import write_clip
+
+    clip = write_clip(tmp_path / "root" / "clip.mp4", frames=32, fps=16)
+    out = run_cli("extract", str(clip), "--fps", "8", "-o", str(tmp_path / "poses.npz"),
+                  "--connect", server.address, "--key-file", str(key_file))
+    assert out.returncode == 0, out.stderr[-2000:]
+    seq = PoseSequence.load(tmp_path / "poses.npz")
+    assert seq.fps == 8.0 and seq.num_frames == 16
+    bad = run_cli("extract", str(clip), "--fps", "0", "--connect", server.address,
+                  "--key-file", str(key_file))
+    assert_one_line_error(bad, "--fps")

@@ -23,42 +23,19 @@ from scail_protocol.errors import Cancelled, ProtocolError, ScailError
 from scail_protocol.messages import ServerError
 from scail_protocol.wire import DELIM, Session, sequence_parts
 
+import server_helpers as H
 from server_helpers import (KEY, WAIT_S, LineReader, RawPeer, ServerThread,
                             start_server_process, wait_until)
+from server_helpers import client, root, server  # noqa: F401  (fixtures)
 
 zmq = pytest.importorskip("zmq")
 
 MAX_MESSAGE_BYTES = 4 * 2**20  # small, so oversized messages are cheap to make
-FAST = dict(heartbeat_s=0.2, peer_timeout_s=1.0)
+SERVER_SETTINGS = dict(max_message_bytes=MAX_MESSAGE_BYTES)
 
 
 def make_config(tmp_path, **overrides):
-    from scail_backend.server import ServerConfig
-
-    root = tmp_path / "root"
-    root.mkdir(exist_ok=True)
-    settings = dict(key=KEY, bind="tcp://127.0.0.1:*", roots=(root,), work_dir=tmp_path / "work",
-                    max_message_bytes=MAX_MESSAGE_BYTES, **FAST)
-    settings.update(overrides)
-    return ServerConfig(**settings)
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(make_config(tmp_path))
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def client(server):
-    with BackendClient(server.address, KEY, timeout_s=WAIT_S, heartbeat_s=0.2) as c:
-        yield c
-
-
-@pytest.fixture
-def root(tmp_path):
-    return tmp_path / "root"
+    return H.make_config(tmp_path, **{**SERVER_SETTINGS, **overrides})
 
 
 def first_progress(client: BackendClient, job_id: str):

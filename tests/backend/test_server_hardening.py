@@ -18,40 +18,10 @@ from scail_protocol.errors import ProtocolError
 from scail_protocol.messages import ServerError
 from scail_protocol.wire import Session
 
-from server_helpers import KEY, WAIT_S, RawPeer, ServerThread
+from server_helpers import KEY, WAIT_S, RawPeer, ServerThread, make_config
+from server_helpers import client, root, server  # noqa: F401  (fixtures)
 
 zmq = pytest.importorskip("zmq")
-
-FAST = dict(heartbeat_s=0.2, peer_timeout_s=1.0)
-
-
-def make_config(tmp_path, **overrides):
-    from scail_backend.server import ServerConfig
-
-    root = tmp_path / "root"
-    root.mkdir(parents=True, exist_ok=True)
-    settings = dict(key=KEY, bind="tcp://127.0.0.1:*", roots=(root,), work_dir=tmp_path / "work",
-                    **FAST)
-    settings.update(overrides)
-    return ServerConfig(**settings)
-
-
-@pytest.fixture
-def server(tmp_path):
-    running = ServerThread(make_config(tmp_path))
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def client(server):
-    with BackendClient(server.address, KEY, timeout_s=WAIT_S, heartbeat_s=0.2) as c:
-        yield c
-
-
-@pytest.fixture
-def root(tmp_path):
-    return tmp_path / "root"
 
 
 # --- replay across a restart ---------------------------------------------------------------------

@@ -139,3 +139,31 @@ def test_joint_weights_follow_the_2d_scores():
     assert w[0, 23] == pytest.approx(tf.MIN_WEIGHT)   # right hand follows the wrist
     assert w[0, 0] == pytest.approx(0.8)
     assert (w[1] == 1.0).all()
+
+
+def test_foreshortened_depths_restore_arm_depth_from_length():
+    """Arm depth offsets shrunk towards 0 (MediaPipe's habit) come back from the bone lengths
+    where the estimate's side is clear; the 2D projection does not move."""
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(body="average", motion="wave", camera="front")
+    flat = truth.copy()
+    for j in tf.ARM_BONES:  # halve each arm bone's depth offset, keeping every joint on its ray
+        p = tf.PARENTS[j]
+        z = flat[:, p, 2] + 0.5 * (truth[:, j, 2] - truth[:, p, 2])
+        flat[:, j] = truth[:, j] / truth[:, j, 2:3] * z[:, None]
+    fixed = tf.foreshortened_depths(flat, K, tf.robust_lengths(truth), min_fraction=0.0)
+    np.testing.assert_allclose(project(fixed, K), project(flat, K), atol=1e-6)
+    arms = list(tf.ARM_BONES)
+    error_before = np.abs(flat[:, arms, 2] - truth[:, arms, 2]).mean()
+    error_after = np.abs(fixed[:, arms, 2] - truth[:, arms, 2]).mean()
+    assert error_after < 0.2 * error_before, (error_before, error_after)
+    untouched = [j for j in range(24) if j not in arms]
+    np.testing.assert_array_equal(fixed[:, untouched], flat[:, untouched])
+
+
+def test_foreshortened_depths_keep_an_unclear_side():
+    """Below the trust threshold the estimate's depth offsets are kept as they are."""
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(body="average", motion="wave", camera="front")
+    kept = tf.foreshortened_depths(truth, K, tf.robust_lengths(truth) * 1.3, min_fraction=2.0)
+    np.testing.assert_allclose(kept, truth, atol=1e-9)

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from scail_protocol import contract
 from scail_protocol import conversation as conv
 from scail_protocol import outputs
 from scail_protocol.client import (DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, BackendClient,
@@ -139,8 +140,11 @@ def add_client_arguments(p) -> None:
                             metavar="STRENGTH",
                             help="temporal smoothing: light, medium, strong or a number in "
                                  "(0, 1]; alone = the server's default (default: off)")
-    from ..cli import _add_people_options
+    from ..cli import _add_people_options, _frame_rate
 
+    video_opts.add_argument("--fps", type=_frame_rate, default=None, metavar="FPS",
+                            help="resample the clip in time to FPS by nearest timestamp "
+                                 "(default: keep every frame)")
     _add_people_options(video_opts)  # --max-people, --fill-gaps, --fit, --foot-lock, ...
     wait_opts = argparse.ArgumentParser(add_help=False)
     wait_opts.add_argument("--no-wait", action="store_true",
@@ -235,9 +239,11 @@ def _local_outputs(args) -> tuple:
     inputs = [getattr(args, "video", None), getattr(args, "poses", None)]
     action = args.client_command
     if action == "extract":
-        return outputs.check_output_file(output, inputs, what="-o"), None
+        return outputs.check_output_file(output, inputs, what="-o",
+                                         suffix=contract.POSES_SUFFIX), None
     if action == "render":
-        return None, outputs.check_output_file(output, inputs, what="-o")
+        return None, outputs.check_output_file(output, inputs, what="-o",
+                                               suffix=contract.VIDEO_SUFFIX)
     outputs.check_output_folder(output, (), what="-o")  # not a file; its parent exists
     files = output / conv.RUN_POSES, output / conv.RUN_VIDEO
     if output.is_dir():  # else it is made at the end
@@ -255,7 +261,8 @@ def _conversation(args, address: str, poses_path, video_path):
                                  take_fit=args.take_fit, foot_lock=args.foot_lock,
                                  order=args.person_order)
     options = conv.extract_options(estimator=args.estimator, resolution=args.resolution,
-                                   smoothing=_smoothing_value(args.smooth), cleanup=cleanup)
+                                   smoothing=_smoothing_value(args.smooth), cleanup=cleanup,
+                                   fps=args.fps)
     if args.client_command == "extract":
         options["out"] = args.server_out
         return conv.extract(args.video, options, upload_video=args.upload,
