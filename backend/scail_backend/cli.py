@@ -168,12 +168,12 @@ def _add_estimator_options(p) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"),
                    help="where the nlf models run: auto = CUDA when onnxruntime/torch have it, "
                         "else CPU; cuda fails up front without CUDA (default: auto)")
-    from .smoothing import DEFAULT_STRENGTH, STRENGTHS
+    from .smoothing import DEFAULT_STRENGTH, strength_choices
 
     p.add_argument("--smooth", nargs="?", const=DEFAULT_STRENGTH, default=None,
                    type=_smoothing_strength, metavar="STRENGTH",
                    help=f"temporal smoothing of the poses (One Euro filter): "
-                        f"{', '.join(STRENGTHS)} or a number in (0, 1]; --smooth alone = "
+                        f"{strength_choices()} (0 = off); --smooth alone = "
                         f"{DEFAULT_STRENGTH} (default: off, as the reference)")
     p.add_argument("--fps", type=_frame_rate, default=None, metavar="FPS",
                    help="resample the clip in time to FPS by nearest timestamp (--fps 16: the "

@@ -309,3 +309,16 @@ def test_option_errors_are_one_line_without_the_usage_block(argv, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "error:" in err[0] and "--help" in err[0], err
+
+
+@pytest.mark.parametrize("command", [["extract"], ["run"], ["client", "extract"]])
+def test_smooth_help_and_its_error_name_the_same_choices(command, capsys):
+    from scail_backend.smoothing import strength_choices
+
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    help_text = " ".join(capsys.readouterr().out.split()).replace("[0, 1]", "[0, 1]")
+    assert strength_choices() in help_text
+    with pytest.raises(SystemExit) as info:
+        main(["-q", *command, "clip.mp4", "--smooth", "banana"])
+    assert info.value.code == EXIT_ERROR and strength_choices() in capsys.readouterr().err

@@ -136,12 +136,13 @@ def add_client_arguments(p) -> None:
     video_opts.add_argument("--resolution", type=int, nargs=2, default=None,
                             metavar=("H", "W"), help="working size for landscape input "
                             "(default: the server's, %d %d)" % DEFAULT_RESOLUTION)
-    video_opts.add_argument("--smooth", nargs="?", const="default", default=None,
-                            metavar="STRENGTH",
-                            help="temporal smoothing: light, medium, strong or a number in "
-                                 "(0, 1]; alone = the server's default (default: off)")
-    from ..cli import _add_people_options, _frame_rate
+    from ..cli import _add_people_options, _frame_rate, _smoothing_strength
+    from ..smoothing import strength_choices
 
+    video_opts.add_argument("--smooth", nargs="?", const="default", default=None,
+                            type=_smoothing_strength, metavar="STRENGTH",
+                            help=f"temporal smoothing: {strength_choices()} (0 = off); alone "
+                                 "= the server's default (default: off)")
     video_opts.add_argument("--fps", type=_frame_rate, default=None, metavar="FPS",
                             help="resample the clip in time to FPS by nearest timestamp "
                                  "(default: keep every frame)")
