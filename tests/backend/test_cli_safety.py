@@ -16,6 +16,7 @@ import pytest
 from scail_backend.cli import EXIT_ERROR, EXIT_NOBODY, main
 from scail_protocol.sequence import PoseSequence
 
+from mount_helpers import can_mount_tmpfs
 from video_helpers import write_clip
 
 SIZE = (48, 80)
@@ -266,15 +267,7 @@ def test_sigterm_while_blender_sets_up_the_synth_scene_stops_cleanly(tmp_path):
 
 # --- the OS at the boundary: a full disk ----------------------------------------------------------
 
-def _tiny_file_system_available() -> bool:
-    if not shutil.which("unshare") or sys.platform != "linux":
-        return False
-    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=64k t /mnt"],
-                           capture_output=True)
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _tiny_file_system_available(),
+@pytest.mark.skipif(not can_mount_tmpfs("size=64k"),
                     reason="needs unshare and user namespaces to mount a tiny tmpfs")
 def test_extract_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
     """A real ENOSPC: a 64 KiB tmpfs, filled up, in a private mount namespace."""

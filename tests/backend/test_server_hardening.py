@@ -5,7 +5,6 @@ options checked up front (as the CLI checks them), one-line errors from ``serve`
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -18,6 +17,7 @@ from scail_protocol.errors import ProtocolError
 from scail_protocol.messages import ServerError
 from scail_protocol.wire import Session
 
+from mount_helpers import can_mount_tmpfs
 from server_helpers import KEY, WAIT_S, RawPeer, ServerThread, make_config
 from server_helpers import client, root, server  # noqa: F401  (fixtures)
 
@@ -193,15 +193,7 @@ def test_serve_with_a_work_dir_under_a_file_is_one_line(tmp_path):
     assert len(lines) == 1 and "cannot use the work dir" in lines[0] and "--work-dir" in lines[0]
 
 
-def _read_only_mount_available() -> bool:
-    if not shutil.which("unshare") or sys.platform != "linux":
-        return False
-    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o ro t /mnt"],
-                           capture_output=True)
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _read_only_mount_available(),
+@pytest.mark.skipif(not can_mount_tmpfs("ro"),
                     reason="needs unshare and user namespaces to mount a read-only tmpfs")
 def test_serve_on_a_read_only_work_dir_is_one_line(tmp_path):
     folder = tmp_path / "ro"

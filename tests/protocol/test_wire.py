@@ -13,17 +13,7 @@ from scail_protocol.errors import ProtocolError
 from scail_protocol.wire import (DELIM, PROTOCOL_TAG, WIRE_DTYPES, RefusedMessage, Session,
                                  sequence_from_message, sequence_parts)
 
-KEY = b"test-key-0123456789abcdef"
-
-
-class FakeClock:
-    """A settable clock (the Session's ``clock`` argument), seconds since the epoch."""
-
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from wire_helpers import KEY, FakeClock
 
 
 @pytest.fixture

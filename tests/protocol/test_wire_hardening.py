@@ -9,15 +9,7 @@ import pytest
 from scail_protocol.errors import ProtocolError
 from scail_protocol.wire import DELIM, Session
 
-KEY = b"test-key-0123456789abcdef"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from wire_helpers import KEY, FakeClock
 
 
 def test_a_message_signed_before_not_before_is_refused_and_a_later_one_accepted():
