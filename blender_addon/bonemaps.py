@@ -5,7 +5,9 @@ A bone map is a dict from SMPL-24 *bone* keys to target bone names. The keys are
 child, so ``left_hip`` is the left thigh, ``left_knee`` the shin, ``left_ankle`` the foot,
 ``left_foot`` the toes, ``left_collar`` the clavicle, ``left_shoulder`` the upper arm,
 ``left_elbow`` the forearm and ``left_wrist`` the hand (see :data:`ROLES`). Bones left out of a
-map simply follow their parents.
+map simply follow their parents. Two optional keys (:data:`EXTRA_KEYS`) name the bone that
+carries the root motion and the bone whose head is the pelvis joint, for rigs that move through
+a control above the hips.
 
 Presets are JSON files in ``bonemap_presets/`` (``{"name", "description", "bones": {key:
 [candidate names]}}``); the first candidate the rig has wins, and a candidate with a namespace
@@ -34,6 +36,12 @@ ROLES = {  # what each SMPL bone is on a body, for the UI
         ("collar", "clavicle"), ("shoulder", "upper arm"), ("elbow", "forearm"),
         ("wrist", "hand"), ("hand", "fingers"))},
 }
+ROLES.update({"root_motion": "root motion", "pelvis_head": "pelvis point"})
+# Optional keys beside the SMPL bones: the bone that carries the root motion (its location
+# keys; default the pelvis bone) and the bone whose head is the pelvis joint (default the pelvis
+# bone). A generated Rigify rig moves through ``torso`` while its hips bend about the spine.
+EXTRA_KEYS = ("root_motion", "pelvis_head")
+MAP_KEYS = (*BONE_KEYS, *EXTRA_KEYS)
 REQUIRED = ("pelvis", "left_hip", "left_knee", "right_hip", "right_knee")  # root and leg lengths
 
 
@@ -77,7 +85,7 @@ def save_map(path, bone_map: dict, name: str = "") -> Path:
     """
     _check_keys(bone_map, str(path))
     path = Path(path)
-    body = {"name": name or path.stem, "bones": {k: bone_map[k] for k in BONE_KEYS if bone_map.get(k)}}
+    body = {"name": name or path.stem, "bones": {k: bone_map[k] for k in MAP_KEYS if bone_map.get(k)}}
     path.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -100,10 +108,11 @@ def _read(path: Path) -> dict:
 
 
 def _check_keys(bone_map: dict, where: str) -> None:
-    unknown = sorted(set(bone_map) - set(BONE_KEYS))
+    unknown = sorted(set(bone_map) - set(MAP_KEYS))
     if unknown:
         raise BoneMapError(f"bone map {where}: unknown SMPL bone(s) {', '.join(unknown)}; keys "
-                           f"are SMPL-24 joint names such as 'left_hip' (the thigh)")
+                           f"are SMPL-24 joint names such as 'left_hip' (the thigh), or "
+                           f"{' / '.join(EXTRA_KEYS)}")
 
 
 # --- resolving against a rig --------------------------------------------------------------------
@@ -121,7 +130,7 @@ def resolve(candidates: dict, bone_names) -> dict:
     for name in names:
         by_local.setdefault(_local(name), name)
     out = {}
-    for key in BONE_KEYS:
+    for key in MAP_KEYS:
         value = candidates.get(key) or []
         for candidate in [value] if isinstance(value, str) else value:
             found = candidate if candidate in exact else by_local.get(_local(candidate))
@@ -168,7 +177,7 @@ def check_map(bone_map: dict, bone_names) -> None:
     absent = sorted({v for v in bone_map.values() if v and v not in names})
     if absent:
         raise BoneMapError(f"the target has no bone(s) {', '.join(absent)}; fix the bone map")
-    used = [v for v in bone_map.values() if v]
+    used = [v for k, v in bone_map.items() if v and k not in EXTRA_KEYS]
     twice = sorted({v for v in used if used.count(v) > 1})
     if twice:
         raise BoneMapError(f"bone(s) {', '.join(twice)} are mapped twice; each target bone can "

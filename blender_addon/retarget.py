@@ -8,9 +8,18 @@ never changed.
 
 What the target gets: a new action (one slot for the target on Blender 4.4+) with
 ``rotation_quaternion`` keys on every mapped bone and on the bones above them (which stay at
-their rest pose relative to their parents), ``location`` keys on the bone mapped to the pelvis,
-pushed onto a new NLA track. An action the target had active is pushed down to a track of its own
-first, so nothing of it is lost. Keyed bones are switched to quaternion rotation.
+their rest pose relative to their parents), ``location`` keys on the root-motion bone (the bone
+mapped to the pelvis unless the map names one), pushed onto a new NLA track. An action the
+target had active is pushed down to a track of its own first, so nothing of it is lost. Keyed
+bones are switched to quaternion rotation.
+
+Rigs with constraints: the transfer first assumes plain parenting (all frames at once). Mapped
+bones that hang under constrained helpers (a generated Rigify rig's FK controls sit under MCH
+bones that copy the hips, chest or torso) are then re-solved against the parent matrices Blender
+evaluates, group by group in dependency order (``scail_protocol.retarget.evaluation_passes``):
+each pass sets every frame once and reads all pose matrices in bulk. Limb IK/FK switches
+(Rigify's ``IK_FK`` properties) are set to FK, so the FK controls the map names are the ones
+that drive the limbs.
 
 Headless (``blender -b rig.blend --python-expr ...`` with the extension enabled)::
 
@@ -28,6 +37,7 @@ import bpy
 import numpy as np
 from scail_protocol import grounding as G
 from scail_protocol import retarget as R
+from scail_protocol.rotations import make_continuous, matrix_to_quat
 
 from . import anim, bonemaps, export, rigmath
 from .armature import PERSON_PROP, rest_matrices
@@ -36,6 +46,8 @@ log = logging.getLogger(__name__)
 
 TRACK_NAME = "SCAIL retarget"
 SMPL_INDEX = {name: j for j, name in enumerate(bonemaps.BONE_KEYS)}
+FK_SWITCH_PROP = "IK_FK"  # Rigify's limb switch on the limbs' parent controls
+FK_VALUE = 1.0  # Rigify: 0 = IK, 1 = FK
 
 
 @dataclass
@@ -50,6 +62,9 @@ class RetargetResult:
         leg_ratio: target leg length / source leg length (the root-motion scale).
         contacts: (T, 2) bool left / right foot contacts of the source (empty without the pass).
         unreachable: frames on which a planted foot was out of the leg's reach.
+        passes: evaluations of the whole take used to re-solve bones under constrained
+            helpers (0 for plain rigs).
+        fk_switches: the pose bones whose IK/FK switch was set to FK.
     """
 
     action: object
@@ -59,6 +74,8 @@ class RetargetResult:
     leg_ratio: float
     contacts: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), bool))
     unreachable: int = 0
+    passes: int = 0
+    fk_switches: tuple = ()
 
 
 def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, frame_end=None,
@@ -93,35 +110,53 @@ def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, f
     src_rot, src_heads = source_pose(source, scene, frames)
     src_rest = rest_matrices(source)
     skeleton = skeleton_of(target)
-    mapping = np.full(len(names), -1)
     index = {n: i for i, n in enumerate(names)}
+    mapping = np.full(len(names), -1)
     for key, bone in bone_map.items():
-        mapping[index[bone]] = SMPL_INDEX[key]
+        if key in SMPL_INDEX:
+            mapping[index[bone]] = SMPL_INDEX[key]
+    root, point = (index[bone_map.get(k, bone_map["pelvis"])] for k in bonemaps.EXTRA_KEYS)
     solved = _solve(source, skeleton, mapping, bone_map, index, src_rot, src_heads, src_rest,
                     fps=scene.render.fps / scene.render.fps_base, in_place=in_place,
-                    use_contacts=use_foot_contacts)
-    pose, ratio, contacts, unreachable = solved
+                    use_contacts=use_foot_contacts, root=root, point=point)
+    pose, ratio, contacts, unreachable, desired, goal = solved
     if unreachable:
         report({"WARNING"}, f"a planted foot was out of reach on {unreachable} frame(s); the leg "
                             f"was straightened toward it")
-    bones = _keyed_bones(skeleton, mapping)
-    _warn_constraints(target, bones, report)
-    root = index[bone_map["pelvis"]]
-    action, strip = bake(target, pose, bones, root, frames, name=f"{target.name} from {source.name}")
+    bones = _keyed_bones(skeleton, mapping, (root, point))
+    solve, root_pass = _evaluation_plan(target, skeleton, mapping, root, point)
+    _warn_own_constraints(target, skeleton, mapping, report)
+    switches = use_fk(target, report)
+    action, strip, curves = bake(target, pose, bones, root, frames, switches=switches,
+                                 name=f"{target.name} from {source.name}")
+    passes = max(int(solve.max(initial=0)), root_pass)
+    if passes:
+        if target.name not in scene.objects:
+            raise R.RetargetError(f"{target.name} must be in the scene {scene.name!r}: its "
+                                  f"constraints are evaluated there")
+        refine(target, scene, frames, curves, desired, solve, root=root, point=point,
+               goal=goal if root_pass else None, root_pass=root_pass)
+        report({"INFO"}, f"{np.count_nonzero(solve)} bone(s) of {target.name} hang under "
+                         f"constrained helpers; solved them on {passes} evaluation pass(es)")
     return RetargetResult(action=action, strip=strip, frames=frames, bone_map=dict(bone_map),
-                          leg_ratio=ratio, contacts=contacts, unreachable=unreachable)
+                          leg_ratio=ratio, contacts=contacts, unreachable=unreachable,
+                          passes=passes, fk_switches=tuple(switches))
 
 
 def _solve(source, skeleton, mapping, bone_map, index, src_rot, src_heads, src_rest, *, fps,
-           in_place, use_contacts):
-    """The target's pose on all frames (maths only): (Pose, leg ratio, contacts, unreachable)."""
+           in_place, use_contacts, root, point):
+    """The target's pose on all frames (maths only).
+
+    Returns:
+        (Pose, leg ratio, contacts, unreachable frames, desired (T, N, 3, 3) world orientations
+        of the mapped bones, (T, 3) world goal of the pelvis point).
+    """
     legs_t = [tuple(index[bone_map[k]] for k in (f"{s}_hip", f"{s}_knee")) for s in ("left", "right")]
     ankles = [bone_map.get(f"{s}_ankle") for s in ("left", "right")]
     src_rest_heads = src_rest[:, :3, 3] * _uniform_scale(source)
     ratio = _leg_ratio(skeleton, legs_t, ankles, index) / R.leg_length(src_rest_heads, R.LEGS)
     facing = R.yaw_to_face_minus_y(_target_left(skeleton, legs_t))
     desired = R.transfer_orientations(src_rot, src_rest[:, :3, :3], skeleton, mapping, facing)
-    root = index[bone_map["pelvis"]]
     # Heights are measured from the balls of the feet (SMPL left/right_foot joints), which the
     # grounded floor passes through; the target's from its feet's tails at rest.
     src_ball = src_heads[:, list(G.FOOT_JOINTS)]
@@ -130,41 +165,34 @@ def _solve(source, skeleton, mapping, bone_map, index, src_rot, src_heads, src_r
     src_ball_rest = src_rest_heads[list(G.FOOT_JOINTS), 2].mean()
     src_hip_height = src_rest_heads[R.PELVIS, 2] - src_ball_rest
     tgt_ball_rest = _target_ball_rest(skeleton, ankles, index, legs_t)
-    tgt_hip_height = skeleton.heads[root, 2] - tgt_ball_rest
-    root_head = R.root_trajectory(
-        src_heads[:, R.PELVIS], ratio=ratio, target_start=skeleton.heads[root],
+    tgt_hip_height = skeleton.heads[point, 2] - tgt_ball_rest
+    goal = R.root_trajectory(
+        src_heads[:, R.PELVIS], ratio=ratio, target_start=skeleton.heads[point],
         source_floor_z=src_floor,
         target_floor_z=tgt_ball_rest + (tgt_hip_height - ratio * src_hip_height),
         in_place=in_place)
-    bones = _keyed_bones(skeleton, mapping)
-    pose = R.pose_skeleton(skeleton, desired, root, root_head, bones)
+    bones = _keyed_bones(skeleton, mapping, (root, point))
+    pose = R.pose_skeleton(skeleton, desired, root, goal, bones, point=point)
     unreachable = 0
     if use_contacts and all(ankles):
         for side, (thigh, shin) in enumerate(legs_t):
             chain = (thigh, shin, index[ankles[side]])
             unreachable += _plant_foot(pose, desired, skeleton, chain, contacts[:, side],
                                        tgt_ball_rest)
-        pose = R.pose_skeleton(skeleton, desired, root, root_head, bones)
-    return pose, ratio, contacts, unreachable
+        pose = R.pose_skeleton(skeleton, desired, root, goal, bones, point=point)
+    return pose, ratio, contacts, unreachable, desired, goal
 
 
-def _warn_constraints(target, bones, report) -> None:
-    """Warn when keyed bones or their parents are constrained: the transfer assumes plain
-    parenting (a generated Rigify rig's FK controls hang under constrained MCH bones)."""
+def _warn_own_constraints(target, skeleton, mapping, report) -> None:
+    """Warn about mapped bones with constraints of their own: what they show is what the
+    constraints make of the baked keys."""
     pose_bones = target.pose.bones
-    data_bones = target.data.bones
-    constrained = set()
-    for b in bones:
-        bone = data_bones[b]
-        while bone is not None:
-            if pose_bones[bone.name].constraints:
-                constrained.add(bone.name)
-            bone = bone.parent
-    if constrained:
-        names = ", ".join(sorted(constrained)[:4]) + (" ..." if len(constrained) > 4 else "")
-        report({"WARNING"}, f"{len(constrained)} bone(s) of {target.name} above the mapped ones "
-                            f"have constraints ({names}); the baked pose assumes plain parenting "
-                            f"and may differ there")
+    own = [skeleton.names[b] for b in np.flatnonzero(mapping >= 0)
+           if _active_constraints(pose_bones[skeleton.names[b]])]
+    if own:
+        names = ", ".join(own[:4]) + (" ..." if len(own) > 4 else "")
+        report({"WARNING"}, f"{len(own)} mapped bone(s) of {target.name} have constraints of "
+                            f"their own ({names}); they may not follow the take exactly")
 
 
 def _plant_foot(pose, desired, skeleton, chain, contact, ball_z) -> int:
@@ -222,10 +250,10 @@ def _target_ball_rest(skeleton, ankles, index, legs_t) -> float:
     return float(np.mean([e[2] for e in ends]))
 
 
-def _keyed_bones(skeleton, mapping) -> list:
-    """Mapped bones and all their ancestors, parents first."""
+def _keyed_bones(skeleton, mapping, extra=()) -> list:
+    """Mapped bones (and ``extra`` ones) and all their ancestors, parents first."""
     keep = np.zeros(len(mapping), bool)
-    for b in np.flatnonzero(mapping >= 0):
+    for b in [*np.flatnonzero(mapping >= 0).tolist(), *extra]:
         while b >= 0 and not keep[b]:
             keep[b] = True
             b = skeleton.parents[b]
@@ -330,31 +358,160 @@ def skeleton_of(obj) -> R.Skeleton:
 
 # --- writing keys -------------------------------------------------------------------------------
 
-def bake(target, pose: R.Pose, bones, root: int, frames, *, name: str) -> tuple:
+def bake(target, pose: R.Pose, bones, root: int, frames, *, name: str, switches=()) -> tuple:
     """Key the pose into a new action of ``target`` and push it onto an NLA track.
 
+    Args:
+        switches: pose-bone names whose :data:`FK_SWITCH_PROP` is keyed at :data:`FK_VALUE`.
+
     Returns:
-        (action, strip).
+        (action, strip, curves): ``curves`` maps each keyed bone index to its F-curves,
+        ``{"rotation_quaternion": [4], "location": [3] (root only)}``.
     """
     anim_data = target.animation_data or target.animation_data_create()
     if anim_data.action is not None:  # keep the artist's action: push it down first
         previous = anim.Channels(anim_data.action, getattr(anim_data, "action_slot", None), None)
         anim.push_to_nla(target, previous, anim_data.action.name, int(anim_data.action.frame_range[0]))
     channels = anim.new_action(name, target)
+    curves = {}
     try:
         for b in bones:
             bone_name = target.data.bones[b].name
             target.pose.bones[bone_name].rotation_mode = "QUATERNION"
             path = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]'
-            anim.key_curves(channels, bone_name, f"{path}.rotation_quaternion", frames,
-                            pose.quats[:, b])
+            curves[b] = {"rotation_quaternion": anim.key_curves(
+                channels, bone_name, f"{path}.rotation_quaternion", frames, pose.quats[:, b])}
             if b == root:
-                anim.key_curves(channels, bone_name, f"{path}.location", frames, pose.root_location)
+                curves[b]["location"] = anim.key_curves(channels, bone_name, f"{path}.location",
+                                                        frames, pose.root_location)
+        ends = frames[[0, -1]] if len(frames) > 1 else frames
+        for bone_name in switches:
+            path = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]["{FK_SWITCH_PROP}"]'
+            anim.key_curves(channels, bone_name, path, ends, np.full((len(ends), 1), FK_VALUE))
         strip = anim.push_to_nla(target, channels, TRACK_NAME, int(frames[0]))
     except BaseException:
         bpy.data.actions.remove(channels.action)
         raise
-    return channels.action, strip
+    return channels.action, strip, curves
+
+
+def use_fk(target, report) -> list:
+    """Set every limb IK/FK switch of the rig (:data:`FK_SWITCH_PROP`) to FK; their bone names."""
+    switched = [pb.name for pb in target.pose.bones if FK_SWITCH_PROP in pb.keys()]
+    for name in switched:
+        target.pose.bones[name][FK_SWITCH_PROP] = FK_VALUE
+    if switched:
+        target.update_tag()  # custom properties do not tag the drivers that read them
+        report({"INFO"}, f"set {FK_SWITCH_PROP} to FK ({FK_VALUE:g}) on "
+                         f"{', '.join(switched)}: the FK controls drive the limbs")
+    return switched
+
+
+# --- rigs with constraints ---------------------------------------------------------------------
+
+def _active_constraints(pose_bone) -> list:
+    return [c for c in pose_bone.constraints if not c.mute and c.is_valid]
+
+
+def _constraint_targets(pose_bone, obj) -> set:
+    """Names of the bones of ``obj`` that the pose bone's constraints read."""
+    out = set()
+    for c in _active_constraints(pose_bone):
+        pairs = [(t.target, t.subtarget) for t in getattr(c, "targets", ())
+                 if hasattr(t, "subtarget")]
+        pairs.append((getattr(c, "target", None), getattr(c, "subtarget", "")))
+        pairs.append((getattr(c, "pole_target", None), getattr(c, "pole_subtarget", "")))
+        out.update(sub for ob, sub in pairs if ob == obj and sub)
+    return out
+
+
+def _evaluation_plan(target, skeleton, mapping, root, point) -> tuple:
+    """``scail_protocol.retarget.evaluation_passes`` for the rig: (solve (N,), root pass)."""
+    index = {n: i for i, n in enumerate(skeleton.names)}
+    pose_bones = target.pose.bones
+    constrained = np.zeros(len(mapping), bool)
+    targets = {}
+    for i, name in enumerate(skeleton.names):
+        pb = pose_bones[name]
+        constrained[i] = bool(_active_constraints(pb)) or not pb.bone.use_inherit_rotation
+        if constrained[i]:
+            targets[i] = {index[t] for t in _constraint_targets(pb, target) if t in index}
+    return R.evaluation_passes(skeleton.parents, mapping >= 0, constrained, targets, root=root,
+                               point=point)
+
+
+def refine(target, scene, frames, curves, desired, solve, *, root, point, goal=None,
+           root_pass=0) -> None:
+    """Re-solve bones under constrained helpers against Blender's evaluation of the rig.
+
+    Pass ``k`` sets every frame once and rewrites the keys of the bones with ``solve == k``
+    (and, on ``root_pass``, the root location) so that they reach their wanted orientation
+    (and the pelvis point its goal) under the parents Blender evaluated.
+
+    Args:
+        target: the armature object, keyed by :func:`bake` (``curves``).
+        frames: (T,) the keyed scene frames.
+        desired: (T, N, 3, 3) wanted world orientations of the mapped bones.
+        solve: (N,) pass of each bone (0: leave as keyed).
+        goal: (T, 3) world position of the pelvis point's head, metres.
+    """
+    world = np.array(target.matrix_world, dtype=np.float64)
+    to_armature = np.linalg.inv(world[:3, :3]) * _uniform_scale(target)  # world -> armature
+    for k in range(1, max(int(solve.max(initial=0)), root_pass) + 1):
+        bones = np.flatnonzero(solve == k).tolist()
+        read = bones + ([root, point] if k == root_pass else [])
+        matrix, basis = _evaluate(target, scene, frames, read)
+        carried = matrix @ np.linalg.inv(basis)  # what the parent makes of the bone's rest
+        if bones:
+            parent = _nearest_rotation(carried[:, :len(bones), :3, :3])
+            local = np.swapaxes(parent, -1, -2) @ (to_armature @ desired[:, bones])
+            quats = make_continuous(matrix_to_quat(local), axis=0)
+            for j, b in enumerate(bones):
+                _rewrite(curves[b]["rotation_quaternion"], frames, quats[:, j])
+        if k == root_pass:
+            head = matrix[:, -1, :3, 3] @ world[:3, :3].T + world[:3, 3]
+            miss = (goal - head) @ np.linalg.inv(world[:3, :3]).T  # armature units
+            step = np.linalg.solve(carried[:, -2, :3, :3], miss[..., None])[..., 0]
+            _rewrite(curves[root]["location"], frames, basis[:, -2, :3, 3] + step)
+
+
+def _evaluate(obj, scene, frames, bones) -> tuple:
+    """(T, n, 4, 4) pose matrices and (T, n, 4, 4) basis matrices of skeleton bones ``bones``
+    on every frame, from Blender's evaluation (armature space)."""
+    pose_bones = obj.pose.bones
+    order = [pose_bones.find(obj.data.bones[b].name) for b in bones]
+    n = len(pose_bones)
+    flat = np.empty(n * 16, dtype=np.float32)
+    matrix = np.empty((len(frames), len(bones), 4, 4))
+    basis = np.empty_like(matrix)
+    current = scene.frame_current
+    try:
+        for i, frame in enumerate(frames.tolist()):
+            scene.frame_set(int(frame))
+            for out, prop in ((matrix, "matrix"), (basis, "matrix_basis")):
+                pose_bones.foreach_get(prop, flat)
+                out[i] = flat.reshape(n, 4, 4)[order].transpose(0, 2, 1)
+    finally:
+        scene.frame_set(current)
+    return matrix, basis
+
+
+def _nearest_rotation(m: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) the rotations nearest to ``m`` (parents with scale or shear)."""
+    u, _, vt = np.linalg.svd(m)
+    fix = np.ones(m.shape[:-1])
+    fix[..., -1] = np.sign(np.linalg.det(u @ vt))
+    return (u * fix[..., None, :]) @ vt
+
+
+def _rewrite(fcurves, frames, values) -> None:
+    """New values (T, k) for the keys of F-curves made by ``anim.key_curves`` on ``frames``."""
+    co = np.empty((len(frames), 2), dtype=np.float32)
+    co[:, 0] = frames
+    for i, fcurve in enumerate(fcurves):
+        co[:, 1] = values[:, i]
+        fcurve.keyframe_points.foreach_set("co", co.ravel())
+        fcurve.update()
 
 
 def _log_report(kind, message) -> None:

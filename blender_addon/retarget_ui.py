@@ -69,7 +69,7 @@ def current_map(settings) -> dict:
 def set_map(settings, bone_map: dict) -> None:
     """Fill the edited bone map, one row per SMPL bone."""
     settings.bones.clear()
-    for key in bonemaps.BONE_KEYS:
+    for key in bonemaps.MAP_KEYS:
         row = settings.bones.add()
         row.key = key
         row.bone = bone_map.get(key, "")
@@ -98,7 +98,8 @@ class SCAIL_OT_bonemap_fill(bpy.types.Operator):
         except ScailError as e:
             return _fail(self, e)
         set_map(settings, bone_map)
-        self.report({"INFO"}, f"mapped {len(bone_map)} of {len(bonemaps.BONE_KEYS)} SMPL bones")
+        mapped = sum(key in bone_map for key in bonemaps.BONE_KEYS)
+        self.report({"INFO"}, f"mapped {mapped} of {len(bonemaps.BONE_KEYS)} SMPL bones")
         return {"FINISHED"}
 
 

@@ -19,7 +19,14 @@ do not matter because the transfer happens in world space, never in bone-local a
 no source keep their rest orientation relative to their parent.
 
 Root motion: the pelvis moves by the source's displacement times the leg-length ratio
-(target thigh + shin over source thigh + shin), starting where the target stands.
+(target thigh + shin over source thigh + shin), starting where the target stands. The location
+keys may go on a bone above the pelvis (a rig's root-of-motion control, Rigify's ``torso``); the
+point that follows the source's pelvis is then the head of a "pelvis point" bone.
+
+Rigs whose mapped bones hang under constrained helpers (Rigify's FK controls under MCH bones)
+are not plain parent chains, so the local rotations computed here are only a first guess there:
+:func:`evaluation_passes` says which bones must be re-solved against the parent matrices Blender
+evaluates, and in which order (the add-on does the evaluating).
 """
 
 from __future__ import annotations
@@ -169,17 +176,32 @@ class Pose:
 
 
 def pose_skeleton(target: Skeleton, desired: np.ndarray, root: int, root_head: np.ndarray,
-                  bones=None) -> Pose:
+                  bones=None, point: int | None = None) -> Pose:
     """Forward kinematics of ``target`` with the given world orientations and root position.
 
     Args:
         target: the skeleton.
         desired: (T, N, 3, 3) world orientations; bones whose entry is NaN keep their rest
             orientation relative to their parent (identity quaternion).
-        root: index of the bone that carries the root motion (its head goes to ``root_head``).
-        root_head: (T, 3) world position of that bone's head, metres.
-        bones: indices to evaluate (parents first); default all. Others are left at zero.
+        root: index of the bone that carries the root motion (its ``location``).
+        root_head: (T, 3) world position of the head of ``point``, metres.
+        bones: indices to evaluate (parents first, ``point`` among them); default all. Others
+            are left at zero.
+        point: the bone whose head follows ``root_head`` (default ``root``); ``root`` or one
+            of its descendants.
+
+    Raises:
+        RetargetError: ``point`` does not hang under ``root``.
     """
+    point = root if point is None else point
+    if point != root:
+        below = _descendants(target.parents, root)
+        if not below[point]:
+            raise RetargetError(f"the pelvis point {target.names[point]!r} does not hang under "
+                                f"the root-motion bone {target.names[root]!r}")
+        # Place the root as if the point were rigid to it, then translate by what is left over.
+        goal = root_head
+        root_head = goal + (target.heads[root] - target.heads[point])
     T, N = desired.shape[:2]
     rot = np.zeros((T, N, 3, 3))
     heads = np.zeros((T, N, 3))
@@ -199,13 +221,117 @@ def pose_skeleton(target: Skeleton, desired: np.ndarray, root: int, root_head: n
         rot[:, b] = desired[:, b] if mapped else carried
         if b == root:
             heads[:, b] = root_head
-            offset = np.einsum("tji,tj->ti", carried, root_head - carried_head)
-            root_location[:] = offset / target.scale
+            root_carried = carried
+            root_location[:] = np.einsum("tji,tj->ti", carried, root_head - carried_head)
         else:
             heads[:, b] = carried_head
         if mapped:
             quats[:, b] = matrix_to_quat(np.swapaxes(carried, -1, -2) @ rot[:, b])
-    return Pose(rot, heads, make_continuous(quats, axis=0), root_location)
+    if point != root:
+        shift = goal - heads[:, point]
+        moved = below.copy()
+        if bones is not None:
+            moved &= np.isin(np.arange(N), list(bones))
+        heads[:, moved] += shift[:, None]
+        root_location += np.einsum("tji,tj->ti", root_carried, shift)
+    return Pose(rot, heads, make_continuous(quats, axis=0), root_location / target.scale)
+
+
+def _descendants(parents: np.ndarray, bone: int) -> np.ndarray:
+    """(N,) bool: ``bone`` and everything below it (parents listed before children)."""
+    out = np.zeros(len(parents), bool)
+    out[bone] = True
+    for b in range(bone + 1, len(parents)):
+        out[b] = parents[b] >= 0 and out[parents[b]]
+    return out
+
+
+def evaluation_passes(parents: np.ndarray, mapped: np.ndarray, constrained: np.ndarray,
+                      targets: dict, *, root: int, point: int) -> tuple:
+    """On which evaluation pass each mapped bone must be re-solved against Blender's own matrices.
+
+    :func:`pose_skeleton` is exact for a mapped bone when every bone between it and its nearest
+    mapped ancestor is carried rigidly by its parent. A bone under a constrained helper (or not
+    inheriting rotation) is not: its local rotation has to be solved against its parent's
+    *evaluated* matrix, which is final only once every mapped bone it depends on (through
+    parents and constraint targets) is final. Bones that depend on the same set of solved
+    bones share a pass, so a rig needs as many evaluations of the whole take as the longest
+    chain of such dependencies (4 for a generated Rigify rig), not one per bone.
+
+    Args:
+        parents: (N,) int parent of each bone, -1 for roots (parents first).
+        mapped: (N,) bool, bones driven by an SMPL bone.
+        constrained: (N,) bool, bones not carried rigidly by their parent (constraints, no
+            inherited rotation).
+        targets: {bone: iterable of bones its constraints read} (same armature only).
+        root: the bone carrying the root motion (``location``).
+        point: the bone whose head follows the source's pelvis (``root`` or below it).
+
+    Returns:
+        (solve (N,) int, root_pass int): the pass (1, 2, ...) on which each mapped bone is
+        re-solved, 0 where :func:`pose_skeleton` is already exact (and for unmapped bones);
+        the pass on which the root location is re-solved, 0 when it is exact already.
+
+    Note:
+        A dependency cycle through constraints (which Blender would report too) is cut where
+        it is found; the bones on it are solved as if it were not there.
+    """
+    parents = np.asarray(parents)
+    N = len(parents)
+    solve = np.zeros(N, int)
+    final = np.full(N, -1)  # pass after which a bone's evaluated orientation is right
+
+    def nearest_mapped(b):
+        x = parents[b]
+        plain = not constrained[b]
+        while x >= 0 and not mapped[x]:
+            plain &= not constrained[x]
+            x = parents[x]
+        return x, plain
+
+    def depends_on(b) -> set:
+        """Mapped bones whose motion changes where ``b``'s parent carries it."""
+        out, seen = set(), set()
+        stack = [parents[b], *targets.get(b, ())]
+        while stack:
+            x = stack.pop()
+            if x < 0 or x in seen or x == b:
+                continue
+            seen.add(x)
+            if mapped[x]:
+                out.add(x)
+                continue
+            stack += [parents[x], *targets.get(x, ())]
+        return out
+
+    def final_pass(b, visiting=()) -> int:
+        if final[b] >= 0:
+            return final[b]
+        if b in visiting:
+            return 0
+        above, plain = nearest_mapped(b)
+        if plain:
+            final[b] = final_pass(above, (*visiting, b)) if above >= 0 else 0
+        else:
+            deps = depends_on(b)
+            solve[b] = 1 + max((final_pass(d, (*visiting, b)) for d in deps), default=0)
+            final[b] = solve[b]
+        return final[b]
+
+    for b in np.flatnonzero(mapped):
+        final_pass(b)
+    chain, x = [], point
+    while x >= 0 and x != root:
+        chain.append(x)
+        x = parents[x]
+    if x != root:
+        raise RetargetError("the pelvis point does not hang under the root-motion bone")
+    chain.append(root)
+    exact = not any(constrained[c] for c in chain) and not any(solve[c] for c in chain if mapped[c])
+    if exact:
+        return solve, 0
+    deps = depends_on(point) | ({point} if mapped[point] and point != root else set())
+    return solve, 1 + max((final_pass(d) for d in deps), default=0)
 
 
 def leg_length(heads: np.ndarray, legs) -> float:

@@ -69,21 +69,8 @@ def build_rig(name: str, collection, *, style: str = "mixamo", scale: float = 1.
     import bpy
 
     names = _names(style)
-    offsets = _OFFSETS_M * scale
-    for joint, factor in (limb_scale or {}).items():
-        offsets[J.SMPL24[joint]] *= factor
-    heads = np.zeros((24, 3))
-    for j, p in enumerate(J.SMPL24_PARENTS):
-        if p >= 0:
-            heads[j] = heads[p] + offsets[j]
-    if a_pose_deg:
-        for side, sign in (("left", 1.0), ("right", -1.0)):
-            shoulder = J.SMPL24[f"{side}_shoulder"]
-            turn = _rot_y(sign * math.radians(a_pose_deg))
-            for j in _descendants(shoulder):
-                heads[j] = heads[shoulder] + turn @ (heads[j] - heads[shoulder])
-    lowest = min(heads[J.SMPL24["left_foot"], 2], heads[J.SMPL24["right_foot"], 2]) - 0.04 * scale
-    heads += np.asarray(location, float) - np.array([0.0, 0.0, lowest])
+    heads = rest_heads(scale=scale, limb_scale=limb_scale, a_pose_deg=a_pose_deg,
+                       location=location)
     rng = np.random.default_rng(roll_seed) if roll_seed is not None else None
     data = bpy.data.armatures.new(name)
     obj = bpy.data.objects.new(name, data)
@@ -121,6 +108,28 @@ def build_rig(name: str, collection, *, style: str = "mixamo", scale: float = 1.
     return obj
 
 
+def rest_heads(*, scale: float = 1.0, limb_scale: dict | None = None, a_pose_deg: float = 0.0,
+               location=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """(24, 3) SMPL joint positions of the test body (the walking take's proportions), metres,
+    facing -Y, the balls of the feet 4 cm (times ``scale``) above ``location``; see
+    :func:`build_rig` for the arguments."""
+    offsets = _OFFSETS_M * scale
+    for joint, factor in (limb_scale or {}).items():
+        offsets[J.SMPL24[joint]] *= factor
+    heads = np.zeros((24, 3))
+    for j, p in enumerate(J.SMPL24_PARENTS):
+        if p >= 0:
+            heads[j] = heads[p] + offsets[j]
+    if a_pose_deg:
+        for side, sign in (("left", 1.0), ("right", -1.0)):
+            shoulder = J.SMPL24[f"{side}_shoulder"]
+            turn = _rot_y(sign * math.radians(a_pose_deg))
+            for j in _descendants(shoulder):
+                heads[j] = heads[shoulder] + turn @ (heads[j] - heads[shoulder])
+    lowest = min(heads[J.SMPL24["left_foot"], 2], heads[J.SMPL24["right_foot"], 2]) - 0.04 * scale
+    return heads + np.asarray(location, float) - np.array([0.0, 0.0, lowest])
+
+
 def _axis_child(j: int) -> int:
     kids = [c for c, p in enumerate(J.SMPL24_PARENTS) if p == j]
     if not kids:
@@ -149,3 +158,83 @@ def _rot_y(angle: float) -> np.ndarray:
 def smpl_bone_names(style: str) -> dict:
     """{SMPL bone key: this style's bone name} (what a correct bone map holds)."""
     return _names(style)
+
+
+# Rigify's human meta-rig: {bone: (SMPL joint at its head, SMPL joint at its tail)}; the neck is
+# split in two at its middle (None: the midpoint of spine.004), the head and toes get an end.
+_RIGIFY_META_CHAIN = {
+    "spine": (0, 3), "spine.001": (3, 6), "spine.002": (6, 9), "spine.003": (9, 12),
+    "spine.004": (12, None), "spine.005": (None, 15), "spine.006": (15, "up"),
+    **{f"{bone}.{S}": pair for S, o in (("L", 0), ("R", 1)) for bone, pair in (
+        ("thigh", (1 + o, 4 + o)), ("shin", (4 + o, 7 + o)), ("foot", (7 + o, 10 + o)),
+        ("toe", (10 + o, "ahead")), ("shoulder", (13 + o, 16 + o)),
+        ("upper_arm", (16 + o, 18 + o)), ("forearm", (18 + o, 20 + o)),
+        ("hand", (20 + o, 22 + o)))},
+}
+
+
+def shape_rigify_metarig(meta, heads: np.ndarray, *, bend_m: float = 0.01) -> None:
+    """Move the body bones of Rigify's human meta-rig onto SMPL joint positions.
+
+    Args:
+        meta: the meta-rig object (``bpy.ops.object.armature_human_metarig_add``).
+        heads: (24, 3) SMPL joint positions in the meta-rig's armature space, metres, a person
+            facing -Y (an imported take's rest, scaled as wanted).
+        bend_m: elbows move back and knees forward by this much, because Rigify's limbs need
+            a bend to know which way they fold.
+
+    The face, fingers, heels and breasts stay where the meta-rig had them.
+    """
+    import bpy
+
+    heads = np.array(heads, float)
+    for side in (0, 1):
+        heads[18 + side, 1] += bend_m
+        heads[4 + side, 1] -= bend_m
+    mid_neck = (heads[12] + heads[15]) / 2
+    up = heads[15] - heads[12]
+    ends = {"up": lambda j: heads[j] + 1.6 * up,
+            "ahead": lambda j: heads[j] + np.array([0.0, -0.05, 0.0])}
+    bpy.context.view_layer.objects.active = meta
+    bpy.ops.object.mode_set(mode="EDIT")
+    bones = meta.data.edit_bones
+    for name, (a, b) in _RIGIFY_META_CHAIN.items():
+        bone = bones[name]
+        bone.head = mid_neck if a is None else heads[a]
+        bone.tail = mid_neck if b is None else ends[b](a) if isinstance(b, str) else heads[b]
+    bpy.ops.object.mode_set(mode="OBJECT")
+
+
+def add_constrained_helpers(obj, style: str = "mixamo") -> dict:
+    """Hang the upper arms and the neck under constrained helper bones, as a generated Rigify
+    rig hangs its FK controls under MCH bones, so their parents are not plain parent chains.
+
+    * ``MCH-<upper arm>`` (between the clavicle and the upper arm) copies the pelvis bone's
+      rotation at influence 0.5, in world space;
+    * ``MCH-<neck>`` (between spine3 and the neck) copies the root bone's rotation: the neck
+      keeps its world orientation whatever the chest does (Rigify's neck and head follow the
+      torso like this).
+
+    Returns:
+        {helper bone: the bone now hanging under it}.
+    """
+    import bpy
+
+    names = _names(style)
+    hung = {f"MCH-{names[k]}": names[k] for k in ("left_shoulder", "right_shoulder", "neck")}
+    bpy.context.view_layer.objects.active = obj
+    bpy.ops.object.mode_set(mode="EDIT")
+    bones = obj.data.edit_bones
+    for helper, child in hung.items():
+        bone = bones.new(helper)
+        bone.head, bone.tail, bone.roll = bones[child].head, bones[child].tail, bones[child].roll
+        bone.parent = bones[child].parent
+        bones[child].use_connect = False
+        bones[child].parent = bone
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for helper, child in hung.items():
+        constraint = obj.pose.bones[helper].constraints.new("COPY_ROTATION")
+        constraint.target = obj
+        constraint.subtarget = "root" if child == names["neck"] else names["pelvis"]
+        constraint.influence = 1.0 if child == names["neck"] else 0.5
+    return hung

@@ -53,6 +53,16 @@ def _source_heads(addon, source, scene, frames):
     return addon.retarget.source_pose(source, scene, np.asarray(frames))[1]
 
 
+def _worst_angle_deg(src, segment, key) -> float:
+    """Worst angle (degrees) over frames between the SMPL bone ``key`` of the source heads
+    ``src`` (F, 24, 3) and a target bone's (head, tail) ``segment`` (F, 2, 3)."""
+    j = rigs.J.SMPL24[key]
+    want = src[:, _AXIS_CHILD[j]] - src[:, j]
+    got = segment[:, 1] - segment[:, 0]
+    cos = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
+    return float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max())
+
+
 # --- grounding ------------------------------------------------------------------------------------
 
 def test_grounding_stands_the_take_on_the_floor_and_keeps_the_picture(addon, scene):
@@ -170,11 +180,53 @@ def test_bones_point_like_the_source_on_other_proportions(addon, scene, take):
     keys = [k for k in result.bone_map if _AXIS_CHILD[rigs.J.SMPL24[k]] >= 0]
     posed = _posed(target, scene, frames, [names[k] for k in keys])
     for key in keys:
-        j = rigs.J.SMPL24[key]
-        want = src[:, _AXIS_CHILD[j]] - src[:, j]
-        got = posed[names[key]][:, 1] - posed[names[key]][:, 0]
-        cos = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
-        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < BONE_ANGLE_DEG, key
+        assert _worst_angle_deg(src, posed[names[key]], key) < BONE_ANGLE_DEG, key
+
+
+def test_evaluation_passes_group_bones_by_constrained_depth(addon):
+    R = addon.retarget.R
+    #          root torso mch hips spine mch2 arm fore mch3 hand
+    parents = [-1, 0, 1, 1, 2, 4, 5, 6, 7, 8]
+    mapped = np.array([0, 0, 0, 1, 1, 0, 1, 1, 0, 1], bool)
+    constrained = np.array([0, 0, 1, 0, 0, 1, 0, 0, 1, 0], bool)
+    targets = {2: {3}, 5: set(), 8: {0}}  # mch copies the hips, mch3 the root
+    solve, root_pass = R.evaluation_passes(parents, mapped, constrained, targets, root=1, point=3)
+    # hips: plain; spine: after the hips; arm: after the spine; forearm: plain under the arm;
+    # hand: after the forearm, which is final once the arm is
+    np.testing.assert_array_equal(solve, [0, 0, 0, 0, 1, 0, 2, 0, 0, 3])
+    assert root_pass == 0  # the hips hang plainly under the torso
+    _, root_pass = R.evaluation_passes(parents, mapped, constrained, targets, root=1, point=4)
+    assert root_pass == 2  # the spine's head is right once the spine is solved (pass 1)
+
+
+def test_bones_under_constrained_helpers_are_solved_against_the_evaluated_parents(addon, scene,
+                                                                                  take):
+    """Arms and neck under constrained helpers, root motion on a floor-level root bone."""
+    source, *_ = take
+    target = rigs.build_rig("c", scene.collection, style="mixamo", scale=1.2, roll_seed=5,
+                            location=(0.5, -1.0, 0.0))
+    rigs.add_constrained_helpers(target)
+    bone_map = {**addon.bonemaps.load_preset("mixamo")["bones"], "root_motion": "root"}
+    reports = []
+    result = addon.retarget.retarget(source, target, bone_map, scene=scene, use_foot_contacts=False,
+                                     report=lambda kind, text: reports.append(text))
+    assert result.passes == 1  # arms and neck hang under helpers of plain-solved bones
+    assert any("constrained helpers" in line for line in reports)
+    names = rigs.smpl_bone_names("mixamo")
+    frames = result.frames[::6]
+    src = _source_heads(addon, source, scene, frames)
+    keys = [k for k in result.bone_map if k in names and _AXIS_CHILD[rigs.J.SMPL24[k]] >= 0]
+    posed = _posed(target, scene, frames, [names[k] for k in keys] + [names["head"]])
+    pelvis = posed[names["pelvis"]][:, 0]
+    for key in keys:
+        assert _worst_angle_deg(src, posed[names[key]], key) < BONE_ANGLE_DEG, key
+    for key, j in EFFECTORS.items():
+        got = (posed[names[key]][:, 0] - pelvis) / result.leg_ratio
+        np.testing.assert_allclose(got, src[:, j] - src[:, 0], atol=END_EFFECTOR_M, err_msg=key)
+    np.testing.assert_allclose(pelvis - pelvis[0], 1.2 * (src[:, 0] - src[0, 0]), atol=ROOT_M)
+    curves = addon.anim.curve_source(target).fcurves
+    assert any(k[0] == 'pose.bones["root"].location' for k in curves)
+    assert not any(k[0].endswith('Hips"].location') for k in curves)
 
 
 @pytest.mark.parametrize("in_place", [False, True])
@@ -276,12 +328,7 @@ def rigify_check(addon, scene, source, meta) -> dict:
     posed = _posed(meta, scene, frames, [result.bone_map[k] for k in keys])
     angles = {}
     for key in keys:
-        j = rigs.J.SMPL24[key]
-        want = src[:, _AXIS_CHILD[j]] - src[:, j]
-        seg = posed[result.bone_map[key]]
-        got = seg[:, 1] - seg[:, 0]
-        cos = np.sum(want * got, -1) / np.linalg.norm(want, axis=-1) / np.linalg.norm(got, axis=-1)
-        angles[key] = float(np.degrees(np.arccos(np.clip(cos, -1, 1))).max())
+        angles[key] = _worst_angle_deg(src, posed[result.bone_map[key]], key)
     return {"bone_map": result.bone_map, "angles": angles}
 
 
