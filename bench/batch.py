@@ -6,9 +6,11 @@ a fresh output folder, with the mediapipe estimator on the CPU:
 
 * ``loop of run``: ``scail-pose run`` once per clip, one process each (what a shell loop does;
   every clip pays Python start-up and model loading);
-* ``in-process loop``: ``run_folder`` per clip in one process, models loaded once (no Ray);
+* ``in-process loop``: each clip estimated then rendered in one process, models loaded once
+  (``runner.plain_loop``: the batch's own code without Ray);
 * ``batch, 1 worker`` and ``batch, 2 workers``: ``scail-pose batch`` (local Ray started by the
-  command, included in the time).
+  command, included in the time; per worker an estimation actor and a render task beside it,
+  so a worker estimates its next clip while the last one renders).
 
 Ray's overhead is ``batch, 1 worker`` against each loop (goal <= 10 % against the loop of
 ``run``). The machine's load is printed: figures taken while other processes use the CPUs are
@@ -38,36 +40,20 @@ def _load() -> str:
 
 
 def _make_clips(root: Path, clips: int, frames: int) -> str:
-    """N SCAIL folders under root/in; returns what they show."""
-    import av
-    import numpy as np
+    """N SCAIL folders under root/in, the same clip in each; returns what they show."""
+    sys.path.insert(0, str(REPO / "tests" / "backend"))
+    from video_helpers import cut_clip, write_clip
 
+    first = root / "in" / "clip00"
+    first.mkdir(parents=True)
     if EXAMPLE.is_dir():
-        with av.open(str(EXAMPLE / "driving.mp4")) as src:
-            stream = src.streams.video[0]
-            rate = stream.average_rate
-            pictures = [f.to_ndarray(format="rgb24")
-                        for _, f in zip(range(frames), src.decode(stream))]
-        what = f"first {len(pictures)} frames of {EXAMPLE.name}"
+        cut_clip(EXAMPLE / "driving.mp4", first / "driving.mp4", frames)
+        what = f"first {frames} frames of {EXAMPLE.name}"
     else:
-        rate = 16
-        y, x = np.mgrid[0:256, 0:448]
-        pictures = [np.stack([x % 256, y, np.full_like(x, 40 * i % 256)], -1).astype(np.uint8)
-                    for i in range(frames)]
+        write_clip(first / "driving.mp4", frames=frames, size=(256, 448))
         what = f"{frames} synthetic frames (nobody in them)"
-    for index in range(clips):
-        folder = root / "in" / f"clip{index:02d}"
-        folder.mkdir(parents=True)
-        with av.open(str(folder / "driving.mp4"), "w") as out:
-            stream = out.add_stream("libx264", rate=rate)
-            stream.height, stream.width = pictures[0].shape[:2]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"preset": "ultrafast", "crf": "18"}
-            for picture in pictures:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
+    for index in range(1, clips):
+        shutil.copytree(first, root / "in" / f"clip{index:02d}")
     return what
 
 
@@ -130,7 +116,7 @@ def main(argv=None) -> int:
 
 
 def _cli_free_loop(inputs: Path, out: Path, resolution) -> None:
-    """run_folder per clip in a child process, models loaded once (no Ray)."""
+    """``plain_loop`` in a child process: clip after clip, models loaded once (no Ray)."""
     code = ("import sys; from pathlib import Path; "
             "from scail_backend.batch.inputs import discover; "
             "from scail_backend.batch.runner import plain_loop; "

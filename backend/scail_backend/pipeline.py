@@ -10,6 +10,9 @@ Threads, for speed on two cores (measured in ``bench/end_to_end.py``):
   background thread while the calling thread encodes. Rendering cannot start before estimation
   ends: its depth shading is normalised over the whole clip (docs/pipeline.md §6.3, §14.13).
 
+``run_folder`` is ``estimate_folder`` (checks, estimation, alignment) then ``write_folder``
+(render, encode, save); ``scail-pose batch`` runs the two halves in different processes.
+
 Progress callbacks are only ever called on the calling thread (stages "decode", "estimate",
 "render"), so a callback may raise Cancelled; every thread is stopped and every temporary file
 removed when anything fails.
@@ -25,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
 import numpy as np
 
@@ -41,6 +44,9 @@ from .estimators.registry import AUTO, resolve
 from .progress import ProgressFn, no_progress
 from .render.pipeline import render_sequence
 from .video.reader import open_video
+
+if TYPE_CHECKING:
+    from .align.apply import AlignResult
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +233,9 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
     gives a valid all-black video of the right length, with a warning. Both outputs appear
     together at the end; a failure leaves the folder as it was (no partial files).
 
+    The two halves, :func:`estimate_folder` and :func:`write_folder`, may also run apart (the
+    batch estimates in one process and renders in another).
+
     Args:
         folder: the job folder.
         estimator, resolution, weights_dir, smoothing, fps, cleanup, device: as
@@ -239,6 +248,57 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
     Raises:
         VideoError: the folder or its driving video cannot be read.
         ScailError subclasses from the estimator or renderer; Cancelled.
+    """
+    poses = estimate_folder(folder, estimator=estimator, resolution=resolution, arch=arch,
+                            progress=progress, weights_dir=weights_dir, smoothing=smoothing,
+                            fps=fps, use_align=use_align, align_options=align_options,
+                            cleanup=cleanup, device=device)
+    return write_folder(poses, arch=arch, progress=progress)
+
+
+@dataclass
+class FolderPoses:
+    """The first half of ``run_folder`` (:func:`estimate_folder`): what the second half
+    (:func:`write_folder`) renders and saves. Small (arrays of joints), so it travels between
+    processes as it is.
+
+    Attributes:
+        folder: the job folder.
+        sequence: the estimated PoseSequence (meta names the reference image).
+        aligned: with ``use_align``, the ``align.AlignResult``; else None.
+        reference_image: the reference image found, or None.
+        frames_with_person: frames where a person was found.
+        warnings: notes for the user so far.
+        seconds: wall time of "extract" and "align".
+    """
+
+    folder: Path
+    sequence: PoseSequence
+    aligned: Optional["AlignResult"]
+    reference_image: Optional[Path]
+    frames_with_person: int
+    warnings: list
+    seconds: dict
+
+
+def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
+                    arch: str = "auto", progress: Optional[ProgressFn] = None,
+                    weights_dir=None, smoothing=None, fps: Optional[float] = None,
+                    use_align: bool = False, align_options: Optional[dict] = None,
+                    cleanup=None, device: Optional[str] = None,
+                    warm_renderer: bool = True) -> FolderPoses:
+    """``run_folder`` up to the render: checks, estimation and (with ``use_align``) alignment.
+
+    Args:
+        as :func:`run_folder`; ``arch`` is checked here.
+        warm_renderer: start the renderer (taichi, ``arch``) in a background thread during
+            estimation, as ``run`` does; False when another process renders.
+
+    Returns:
+        The :class:`FolderPoses` for :func:`write_folder`. Writes nothing.
+
+    Raises:
+        as :func:`run_folder` (except the renderer's errors).
     """
     start = time.perf_counter()
     folder = Path(folder)
@@ -256,10 +316,14 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
                         f"it is only used by alignment, so the run continues without it")
     arch = _check_arch(arch)
     warmups = []
+
+    def warm(src):
+        if warm_renderer:
+            warmups.append(_RendererWarmup(src.size, arch))
+
     try:
         sequence, source = _extract(
-            driving, estimator, resolution, progress, weights_dir,
-            on_open=lambda src: warmups.append(_RendererWarmup(src.size, arch)),
+            driving, estimator, resolution, progress, weights_dir, on_open=warm,
             smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     finally:  # no thread outlives the call, whatever happened
         for warmup in warmups:
@@ -283,18 +347,41 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
                                      progress=progress, **(align_options or {}))
         if aligned.fallback:
             warnings.append(aligned.message)
-    poses, video, report = _write_outputs(folder, sequence, arch, progress,
+    return FolderPoses(folder=folder, sequence=sequence, aligned=aligned,
+                       reference_image=reference, frames_with_person=found, warnings=warnings,
+                       seconds={"extract": extracted - start,
+                                "align": time.perf_counter() - extracted})
+
+
+def write_folder(poses: FolderPoses, *, arch: str = "auto",
+                 progress: Optional[ProgressFn] = None) -> RunResult:
+    """``run_folder`` from the render on: render, encode and save ``poses`` into its folder
+    (all outputs renamed into place together at the end).
+
+    Args:
+        poses: from :func:`estimate_folder`.
+        arch: renderer backend.
+        progress: ``progress(stage, done, total)`` for the render stages.
+
+    Raises:
+        RenderError and other ScailError subclasses from the renderer; Cancelled. A failure
+        leaves the folder as it was.
+    """
+    start = time.perf_counter()
+    aligned = poses.aligned
+    paths, video, report = _write_outputs(poses.folder, poses.sequence, _check_arch(arch),
+                                          progress,
                                           aligned=aligned.sequence if aligned else None)
-    if aligned:
-        sequence = aligned.sequence
-    end = time.perf_counter()
-    return RunResult(folder=folder, poses=poses, video=video, sequence=sequence,
+    sequence = aligned.sequence if aligned else poses.sequence
+    render = poses.seconds["align"] + time.perf_counter() - start
+    return RunResult(folder=poses.folder, poses=paths, video=video, sequence=sequence,
                      alignment=aligned.record if aligned else None,
                      estimator_reason=sequence.meta.get("estimator_reason", ""),
-                     reference_image=reference, frames_with_person=found,
-                     render_report=report, warnings=warnings,
-                     seconds={"extract": extracted - start, "render": end - extracted,
-                              "total": end - start})
+                     reference_image=poses.reference_image,
+                     frames_with_person=poses.frames_with_person, render_report=report,
+                     warnings=list(poses.warnings),
+                     seconds={"extract": poses.seconds["extract"], "render": render,
+                              "total": poses.seconds["extract"] + render})
 
 
 def _driving_video(folder: Path) -> Path:

@@ -1,9 +1,11 @@
-"""`scail-pose batch` (issue 17): inputs, the report, resuming, and real Ray in local mode.
+"""`scail-pose batch` (issue 17): inputs, the report, the resources asked of Ray, resuming, and
+real Ray in local mode (estimation actors, render tasks, workers killed mid-clip).
 
 The Ray tests share one local Ray session (2 CPUs, no dashboard) started once for the module;
 clips are a few frames at a small working size. Outputs are compared with `scail-pose run` on
 the same clip: a cut of real footage where ``../shared/examples`` is present, and always a
-synthetic clip (nobody in it: the whole pipeline runs, poses all missing, video black).
+synthetic clip (nobody in it: the whole pipeline runs, poses all missing, video black); with
+``--use-align``, a clip of the project's synthetic figure and its reference image.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import pytest
 from scail_backend.batch.clipdir import finished, prepare, remove_partial
 from scail_backend.batch.inputs import BatchInputError, Clip, discover
 from scail_backend.batch.report import Report, latest, read_report
+from scail_backend.batch.resources import (estimation_device, estimation_resources,
+                                           fit_workers, local_cpus, render_arch,
+                                           render_resources)
 from scail_backend.cli import main
+from scail_protocol.errors import ScailError
 from scail_protocol.sequence import PoseSequence
 
-from video_helpers import write_clip
+from video_helpers import cut_clip, decoded_frames, write_clip
 
 RESOLUTION = ["256", "448"]
 POSE_FIELDS = ("K", "joints3d", "kp2d", "kp2d_score", "bbox", "track_id")
@@ -41,46 +47,35 @@ def _scail_folder(folder: Path, frames: int = 4, size=(96, 160)) -> Path:
 
 def _real_folder(folder: Path, frames: int = 6) -> Path:
     """The first frames of ../shared/examples/dance_a (with its ref.jpg) as a SCAIL folder."""
-    import av
-
     folder.mkdir(parents=True, exist_ok=True)
-    with av.open(str(EXAMPLE / "driving.mp4")) as src:
-        stream = src.streams.video[0]
-        rate = stream.average_rate
-        pictures = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames),
-                                                                 src.decode(stream))]
-    with av.open(str(folder / "driving.mp4"), "w") as out:
-        stream = out.add_stream("libx264", rate=rate)
-        stream.height, stream.width = pictures[0].shape[:2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for picture in pictures:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
+    cut_clip(EXAMPLE / "driving.mp4", folder / "driving.mp4", frames)
     shutil.copyfile(EXAMPLE / "ref.jpg", folder / "ref.jpg")
     return folder
 
 
-def _frames(path) -> np.ndarray:
-    import av
+def _figure_folder(folder: Path, frames: int = 4) -> Path:
+    """A SCAIL folder of the project's synthetic figure waving (``scail-pose synth`` in a
+    subprocess: Blender's state never meets the other tests), with its reference image."""
+    command = [sys.executable, "-m", "scail_backend.cli", "-q", "synth", "--motion", "wave",
+               "--frames", str(frames), "--resolution", *RESOLUTION, "-o", str(folder)]
+    subprocess.run(command, check=True, capture_output=True, timeout=600)
+    assert (folder / "ref.png").is_file()
+    return folder
 
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
-
-def _assert_same_outputs(got: Path, expected: Path) -> None:
-    a, b = PoseSequence.load(got / "poses.npz"), PoseSequence.load(expected / "poses.npz")
+def _assert_same_outputs(got: Path, expected: Path, poses: str = "poses.npz",
+                         video: str = "rendered.mp4") -> None:
+    a, b = PoseSequence.load(got / poses), PoseSequence.load(expected / poses)
     for name in POSE_FIELDS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
     assert (a.fps, a.size, a.num_frames) == (b.fps, b.size, b.num_frames)
     assert a.meta["source"]["sha256"] == b.meta["source"]["sha256"]
-    video, reference = _frames(got / "rendered.mp4"), _frames(expected / "rendered.mp4")
-    assert video.shape == reference.shape
+    assert a.meta.get("alignment") == b.meta.get("alignment")
+    got_video, reference = decoded_frames(got / video), decoded_frames(expected / video)
+    assert got_video.shape == reference.shape
     # The rendered RGBA is the same; libx264 may differ by a few levels between processes
     # (see test_server_pipeline.assert_same_video): ask for a near-identical picture.
-    error = video.astype(np.float64) - reference
+    error = got_video.astype(np.float64) - reference
     psnr = 10 * np.log10(255.0 ** 2 / max(np.mean(error ** 2), 1e-12))
     assert psnr > 40.0, f"PSNR {psnr:.1f} dB"
 
@@ -189,6 +184,47 @@ def test_prepare_links_and_finished_checks_outputs(tmp_path):
     assert remove_partial(folder) == 0
 
 
+# --- what each part asks Ray for (no Ray) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("estimator, cluster_gpus, workers, gpus", [
+    ("nlf", 0, 1, 0),          # no GPU in the cluster: a CPU actor
+    ("nlf", 1, 1, 1),          # one GPU per worker
+    ("nlf", 4, 2, 1),
+    ("nlf", 1, 2, 0.5),        # fewer GPUs than workers: shared
+    ("mediapipe", 2, 1, 0),    # a CPU estimator never asks for a GPU
+    ("mediapipe", 0, 2, 0),
+])
+def test_estimation_asks_for_a_gpu_only_for_a_gpu_estimator_on_a_gpu_cluster(
+        estimator, cluster_gpus, workers, gpus):
+    assert estimation_resources(estimator, cluster_gpus, workers=workers) == {
+        "num_cpus": 1, "num_gpus": gpus}
+
+
+def test_explicit_gpu_requests_and_the_cpu_device():
+    assert estimation_resources("mediapipe", 2, gpus_per_worker=0.5)["num_gpus"] == 0.5
+    assert estimation_resources("nlf", 2, gpus_per_worker=0)["num_gpus"] == 0
+    assert estimation_resources("nlf", 2, device="cpu")["num_gpus"] == 0
+    with pytest.raises(ScailError, match="more GPUs than the cluster has"):
+        estimation_resources("nlf", 0, gpus_per_worker=1)
+    with pytest.raises(ScailError, match="0 or more"):
+        estimation_resources("nlf", 1, gpus_per_worker=-1)
+    # an actor given no GPU runs its estimator on the CPU (Ray still shows it the node's GPUs)
+    assert estimation_device(None, {"num_cpus": 1, "num_gpus": 0}) == "cpu"
+    assert estimation_device(None, {"num_cpus": 1, "num_gpus": 1}) is None
+    assert estimation_device("cuda", {"num_cpus": 1, "num_gpus": 1}) == "cuda"
+
+
+def test_render_tasks_are_cpu_tasks_with_room_left_for_them():
+    assert render_resources() == {"num_cpus": 1, "num_gpus": 0}
+    assert render_arch("auto") == "cpu" and render_arch("cuda") == "cuda"
+    assert local_cpus(1) == 2 and local_cpus(3) == 6  # an actor and a render task per worker
+    assert fit_workers(2, 4) == 2
+    assert fit_workers(8, 4) == 3  # actors hold their CPU: one is kept for the renders
+    with pytest.raises(ScailError, match="at least 2 CPUs"):
+        fit_workers(1, 1)
+
+
 # --- real Ray, local mode --------------------------------------------------------------------------
 
 
@@ -269,28 +305,135 @@ def test_batch_resumes_skipping_finished_clips(first_batch, capsys):
     assert not (out / "synth" / "b" / ".rendered.mp4.12345678.part").exists()
 
 
-def test_killed_worker_fails_its_clip_and_is_replaced(ray_session, tmp_path):
-    from scail_backend.batch.runner import BatchOptions, _outcome, _WorkerPool
+def test_batch_use_align_equals_run_use_align(ray_session, tmp_path):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    figure = _figure_folder(inputs / "figure")
+    assert _batch(inputs, out, "--use-align") == 0
+    got = out / "figure"
+    assert {"poses.npz", "poses_aligned.npz", "rendered_aligned.mp4"} <= {
+        p.name for p in got.iterdir()}
+    assert not (got / "rendered.mp4").exists()
+    assert finished(got, use_align=True) == 4
+    alone = tmp_path / "alone"
+    shutil.copytree(figure, alone)
+    assert main(["-q", "run", str(alone), "--use-align", "--estimator", "mediapipe",
+                 "--resolution", *RESOLUTION]) == 0
+    _assert_same_outputs(got, alone, "poses_aligned.npz", "rendered_aligned.mp4")
+    assert PoseSequence.load(got / "poses_aligned.npz").meta["alignment"]["fallback"] is None
+    np.testing.assert_array_equal(PoseSequence.load(got / "poses.npz").joints3d,
+                                  PoseSequence.load(alone / "poses.npz").joints3d)
 
-    ray = ray_session
-    clip = discover(_scail_folder(tmp_path / "in" / "k", frames=40, size=(240, 320)))[0]
-    pool = _WorkerPool(ray, BatchOptions(workers=1), {"estimator": "mediapipe"}, clips=1)
+
+def test_progress_counts_frames_live_and_every_clip(ray_session, tmp_path):
+    from scail_backend.batch.progress import ClipEvents
+    from scail_backend.batch.runner import BatchOptions, run_batch
+
+    class Events(ClipEvents):
+        live_frames = True  # through the actors' Ray queue, as the progress bars ask
+
+        def __init__(self):
+            self.total, self.frames, self.ended = None, 0, []
+
+        def start(self, total):
+            self.total = total
+
+        def frames_estimated(self, count):
+            self.frames += count
+
+        def clip_ended(self, clip, record):
+            self.ended.append((clip.name, record["status"]))
+
+    for name, frames in (("a", 12), ("b", 3)):
+        _scail_folder(tmp_path / "in" / name, frames=frames)
+    events = Events()
+    summary = run_batch(tmp_path / "in", tmp_path / "out", BatchOptions(defaults={
+        "estimator": "mediapipe", "resolution": (256, 448)}), events)
+    assert (summary.done, summary.frames) == (2, 15)
+    assert events.total == 2 and sorted(events.ended) == [("a", "done"), ("b", "done")]
+    assert events.frames == 15  # each frame counted once, live or at its clip's end
+
+
+@pytest.fixture
+def flow(ray_session, tmp_path):
+    """A ClipFlow with one estimation actor (mediapipe, full working size: slow enough to be
+    killed mid-clip), and the outcomes of the clips that ended."""
+    from scail_backend.batch.flow import ClipFlow, WorkerPool
+    from scail_backend.batch.progress import ClipEvents, FrameProgress
+
+    frames = FrameProgress(ClipEvents())
+    pool = WorkerPool(ray_session, {"num_cpus": 1, "num_gpus": 0}, 1, {"estimator": "mediapipe"},
+                      frames.queue)
+    ended = []
     try:
-        worker = pool.take()
-        ref = worker.run.remote(clip.to_dict(), str(tmp_path / "out" / "k"))
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "out" / "k" / "driving.mp4").exists():  # the clip has started
-            assert time.monotonic() < deadline, "the worker never started the clip"
-            time.sleep(0.1)
-        time.sleep(0.5)
-        ray.kill(worker, no_restart=True)  # the worker process dies mid-clip
-        outcome = _outcome(ray, ref, pool, worker, tmp_path / "out" / "k")
-        assert outcome["status"] == "failed" and "worker process died" in outcome["error"]
-        assert len(pool.idle) == 1 and pool.idle[0] is not worker and not pool.busy
-        assert ray.get(pool.idle[0].ready.remote())  # the replacement works
-        assert not list((tmp_path / "out" / "k").glob(".*.part"))
+        yield ClipFlow(ray_session, pool, tmp_path / "out", frames,
+                       lambda clip, outcome: ended.append(outcome)), ended
     finally:
         pool.close()
+        frames.close()
+
+
+def _until(condition, what: str, flow=None, seconds: float = 120):
+    """Wait for ``condition()`` (stepping ``flow``); returns its value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if flow is not None:
+            flow.step()
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _descendant_titled(title: str):
+    """The pid of a process below this one whose title (as Ray sets it) starts with ``title``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if not (entry / "cmdline").read_bytes().startswith(title.encode()):
+                continue
+            pid = int(entry.name)
+            while pid > 1:  # up the parents: ours, not another Ray's on this machine
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                pid = int(stat.rsplit(")", 1)[1].split()[1])
+                if pid == os.getpid():
+                    return int(entry.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def test_killed_estimation_worker_fails_its_clip_and_is_replaced(flow, tmp_path):
+    flow, ended = flow
+    clip = discover(_scail_folder(tmp_path / "in" / "k", frames=40, size=(240, 320)))[0]
+    flow.submit([clip])
+    (_, worker, _), = flow.estimating.values()
+    _until(lambda: (tmp_path / "out" / "k" / "driving.mp4").exists(), "the clip to start")
+    time.sleep(0.5)
+    flow.ray.kill(worker, no_restart=True)  # the worker process dies mid-clip
+    _until(lambda: ended, "the clip to end", flow)
+    assert ended[0]["status"] == "failed"
+    assert "worker process died while estimating" in ended[0]["error"]
+    assert len(flow.pool.idle) == 1 and flow.pool.idle[0] is not worker and not flow.pool.busy
+    assert flow.ray.get(flow.pool.idle[0].ready.remote())  # the replacement works
+    assert not flow.busy and not list((tmp_path / "out" / "k").glob(".*"))
+
+
+def test_killed_render_task_fails_its_clip_and_leaves_no_half_written_file(flow, tmp_path):
+    flow, ended = flow
+    clip = discover(_scail_folder(tmp_path / "in" / "r", frames=40, size=(240, 320)))[0]
+    folder = tmp_path / "out" / "r"
+    flow.submit([clip])
+    _until(lambda: flow.rendering, "the estimation to end", flow)
+    pid = _until(lambda: _descendant_titled("ray::render_clip"), "the render task")
+    _until(lambda: list(folder.glob(".*.part")), "the render to write")  # half-written now
+    os.kill(pid, signal.SIGKILL)
+    _until(lambda: ended, "the clip to end", flow)
+    assert ended[0]["status"] == "failed"
+    assert "worker process died while rendering" in ended[0]["error"], ended[0]["error"]
+    assert not list(folder.glob(".*"))  # the temporaries are gone
+    assert not (folder / "poses.npz").exists() and not (folder / "rendered.mp4").exists()
 
 
 @pytest.mark.slow

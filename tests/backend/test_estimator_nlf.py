@@ -441,13 +441,6 @@ def test_cuda_smoke(tiny_weights):
     np.testing.assert_allclose(seq.kp2d, cpu.kp2d, atol=1e-3)
 
 
-def _decoded(path) -> np.ndarray:
-    import av
-
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_run_on_cuda_gives_the_cpu_result(tiny_weights, tmp_path):
     """``run`` with NLF and the renderer on CUDA: the CPU run's poses and pictures (a child
@@ -456,6 +449,7 @@ def test_run_on_cuda_gives_the_cpu_result(tiny_weights, tmp_path):
     import sys
 
     from scail_protocol.sequence import PoseSequence
+    from video_helpers import decoded_frames
 
     folders = {}
     for where in ("cuda", "cpu"):
@@ -471,7 +465,8 @@ def test_run_on_cuda_gives_the_cpu_result(tiny_weights, tmp_path):
     gpu, cpu = (PoseSequence.load(folders[w] / "poses.npz") for w in ("cuda", "cpu"))
     assert gpu.num_people == cpu.num_people == 2
     np.testing.assert_allclose(gpu.joints3d, cpu.joints3d, rtol=1e-4)
-    pictures = [_decoded(folders[w] / "rendered.mp4").astype(np.int16) for w in ("cuda", "cpu")]
+    pictures = [decoded_frames(folders[w] / "rendered.mp4").astype(np.int16)
+                for w in ("cuda", "cpu")]
     assert pictures[0].shape == pictures[1].shape and pictures[0].any()
     assert np.abs(pictures[0] - pictures[1]).mean() <= 1.0
 

@@ -105,3 +105,33 @@ def write_animation(path, frames, delays_ms) -> Path:
     images[0].save(path, save_all=True, append_images=images[1:], duration=list(delays_ms),
                    loop=0, **extra)
     return path
+
+
+def cut_clip(source, target, frames: int, repeat: int = 1) -> Path:
+    """The first ``frames`` frames of ``source``, ``repeat`` times over, re-encoded to ``target``
+    (H.264, same rate and size)."""
+    import av
+
+    with av.open(str(source)) as src:
+        stream_in = src.streams.video[0]
+        rate, width, height = stream_in.average_rate, stream_in.width, stream_in.height
+        pictures = [f.to_ndarray(format="rgb24")
+                    for _, f in zip(range(frames), src.decode(stream_in))]
+    with av.open(str(target), "w") as out:
+        stream = out.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "18"}
+        for picture in pictures * repeat:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(target)
+
+
+def decoded_frames(path) -> np.ndarray:
+    """(T, H, W, 3) uint8 RGB frames of a video."""
+    import av
+
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])

@@ -25,16 +25,25 @@ again after Ctrl-C, a crash or failures resumes the batch. Every outcome is appe
 OUT_DIR/batch_report.jsonl (failed clips with their one-line error). Exit status: 0 when no
 clip failed, 1 when some did.
 
-Ray: without --address a local Ray starts on this machine with --workers CPUs; --address auto
-joins the cluster this machine belongs to (`ray start`), --address ray://HOST:10001 a remote
-one (scail-pose-studio must be installed on its nodes). Each worker loads the models once and
-asks for a GPU when the estimator uses one (nlf) and the cluster has GPUs.
+Ray: without --address a local Ray starts on this machine with 2 CPUs per worker. --address
+joins a running cluster: `auto` (the cluster this machine belongs to, after `ray start`, or the
+one RAY_ADDRESS names), HOST:PORT (the head's GCS address, as `ray start --head --port PORT`
+printed; default port 6379), or ray://HOST:10001 (Ray Client, from outside the cluster; needs
+grpcio, Ray's `client` extra). A cluster with token authentication is joined at an explicit
+address only with RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) set. The project must be installed in the
+same Python environment on every node, and INPUTS and OUT_DIR seen at the same paths.
+
+Work split: each worker is a Ray actor that loads the models once and estimates clips (one CPU,
+plus a GPU when the estimator uses one (nlf) and the cluster has GPUs; GPUs are shared when
+there are fewer than workers); rendering and encoding run as separate one-CPU Ray tasks on the
+estimated poses, so a worker estimates its next clip while the last one renders.
 
 examples:
   scail-pose batch dataset/ -o out/
   scail-pose batch 'footage/*.mp4' -o out/ --workers 2 --fps 16
   scail-pose batch clips.csv -o out/ --estimator mediapipe
   scail-pose batch dataset/ -o out/ --address auto --workers 8
+  scail-pose batch dataset/ -o out/ --address 10.0.0.5:6379 --estimator nlf --workers 4
 """
 
 
@@ -49,16 +58,20 @@ def add_arguments(p: argparse.ArgumentParser, *shared) -> None:
     for add in shared:
         add(p)
     p.add_argument("--arch", default="auto", choices=ARCHES,
-                   help="renderer backend (default: auto = CUDA when present, else CPU)")
+                   help="renderer backend of the render tasks (default: auto = the CPU, as "
+                        "the tasks hold no GPU; cuda uses the GPU the task's node shows)")
     p.add_argument("--use-align", action="store_true",
                    help="align each clip to its reference image, as `run --use-align`")
     p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                   help="clips in parallel, one Ray worker each (default: 1)")
+                   help="clips estimated in parallel, one Ray actor each, models loaded once "
+                        "(default: 1)")
     p.add_argument("--address", metavar="ADDRESS",
-                   help="Ray cluster to join: auto, or ray://HOST:PORT (default: a local Ray)")
+                   help="Ray cluster to join: auto, HOST:PORT (the head's GCS address) or "
+                        "ray://HOST:10001 (Ray Client) (default: start a local Ray)")
     p.add_argument("--gpus-per-worker", type=float, default=None, metavar="G",
-                   help="GPUs each worker asks Ray for (default: 1 when the estimator uses a "
-                        "GPU and the cluster has one, else 0)")
+                   help="GPUs each estimation worker asks Ray for (default: 1 when the "
+                        "estimator uses a GPU and the cluster has one, shared when there "
+                        "are fewer GPUs than workers; else 0)")
     p.add_argument("--force", action="store_true",
                    help="run clips again even when their outputs are there")
 
@@ -97,10 +110,12 @@ def run(args, defaults: dict, progress_enabled: bool) -> int:
 
 
 class Bars:
-    """Two tqdm bars on stderr: clips (done, skipped or failed) and frames estimated, live."""
+    """Two tqdm bars on stderr: clips (done, skipped or failed) and frames estimated, live
+    (skipped clips' frames are not counted)."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self.live_frames = enabled  # no frame counts from the workers under -q
         self.clips = self.frames = None
 
     def start(self, total: int) -> None:
@@ -120,7 +135,6 @@ class Bars:
             return
         self.clips.update(1)
         self.clips.set_postfix_str(f"{clip.name}: {record.get('status')}", refresh=False)
-        self.frames.update(int(record.get("frames") or 0))
 
     def close(self) -> None:
         for bar in (self.frames, self.clips):

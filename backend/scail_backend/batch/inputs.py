@@ -64,6 +64,11 @@ class Clip:
                 "reference": str(self.reference) if self.reference else None,
                 "options": dict(self.options)}
 
+    def absolute(self) -> "Clip":
+        """This clip with absolute paths (for workers whose working folder is not this one's)."""
+        return Clip(self.name, self.video.absolute(),
+                    self.reference.absolute() if self.reference else None, dict(self.options))
+
     @classmethod
     def from_dict(cls, data: dict) -> "Clip":
         return cls(data["name"], Path(data["video"]),

@@ -1,10 +1,11 @@
-"""One batch worker: runs clips one after another with models loaded once.
+"""One batch worker: estimates clips one after another with models loaded once.
 
-:class:`ClipRunner` is a plain class; the batch wraps it as a Ray actor (``ray.remote``), one per
-worker, so each worker process creates its estimators once and reuses them for every clip it
-gets (``run_folder`` resets an estimator's per-video state at each call). Each clip goes through
-:func:`scail_backend.pipeline.run_folder`, the code of ``scail-pose run``, so a batch writes what
-``run`` writes.
+:class:`ClipEstimator` is a plain class; the batch wraps it as a Ray actor (``ray.remote``), one
+per worker, so each worker process creates its estimators once and reuses them for every clip it
+gets (``estimate_folder`` resets an estimator's per-video state at each call). Each clip goes
+through :func:`scail_backend.pipeline.estimate_folder`, the first half of ``scail-pose run``;
+the poses it returns are rendered and written by a render task (``batch.render``), the second
+half, so a batch writes what ``run`` writes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from scail_protocol.errors import ScailError
 
 from .clipdir import prepare, remove_partial
 from .inputs import Clip
-from .report import DONE, FAILED, one_line
+from .report import FAILED, one_line
+
+ESTIMATED = "estimated"   # an estimation outcome: the poses go on to a render task
 
 # manifest column -> run_folder keyword
 CLIP_KEYWORDS = {"estimator": "estimator", "resolution": "resolution", "smooth": "smoothing",
@@ -51,44 +54,46 @@ def run_options(defaults: dict, clip_options: dict) -> dict:
     return merged
 
 
-class ClipRunner:
-    """Runs clips into their output folders; keeps one estimator per (name, weights, device).
+class ClipEstimator:
+    """Estimates clips in their output folders; keeps one estimator per (name, weights, device).
 
     Args:
         defaults: keywords of ``pipeline.run_folder`` for every clip (estimator as a name,
             resolution, arch, weights_dir, smoothing, fps, use_align, align_options, device,
             cleanup); a clip's own options (manifest columns) override them.
+        progress_queue: a ``ray.util.queue.Queue`` for the driver's frame bar, or None.
     """
 
     def __init__(self, defaults: dict, progress_queue=None):
         self.defaults = dict(defaults)
         self._estimators = {}
-        self._queue = progress_queue  # a ray.util.queue.Queue for the driver's frame bar
+        self._queue = progress_queue
 
-    def run(self, clip: dict, folder: str) -> dict:
-        """Run one clip (``Clip.to_dict()``) into ``folder``.
+    def estimate(self, clip: dict, folder: str) -> tuple:
+        """Estimate one clip (``Clip.to_dict()``) in ``folder`` (made a SCAIL folder first).
 
         Returns:
-            {"status": "done", "frames", "found", "seconds", "warnings"} or {"status":
-            "failed", "error": one line, "seconds"}. Never raises for a bad clip.
+            (outcome, poses): outcome {"status": "estimated", "frames", "arch" (the clip's
+            renderer arch), "seconds"} and the ``pipeline.FolderPoses`` to render; or
+            ({"status": "failed", "error": one line, "seconds"}, None). Never raises for a
+            bad clip.
         """
         start = time.perf_counter()
         target = Path(folder)
         try:
-            result = self._run(Clip.from_dict(clip), target)
+            poses, arch = self._estimate(Clip.from_dict(clip), target)
         except ScailError as e:
-            remove_partial(target)
-            return {"status": FAILED, "error": one_line(e), "seconds": time.perf_counter() - start}
+            error = one_line(e)
         except Exception as e:  # a bug or a library error: one line, the batch goes on
-            remove_partial(target)
-            return {"status": FAILED, "error": one_line(f"{type(e).__name__}: {e}"),
-                    "seconds": time.perf_counter() - start}
-        return {"status": DONE, "frames": result.sequence.num_frames,
-                "found": result.frames_with_person, "warnings": list(result.warnings),
-                "seconds": time.perf_counter() - start}
+            error = one_line(f"{type(e).__name__}: {e}")
+        else:
+            return {"status": ESTIMATED, "frames": poses.sequence.num_frames, "arch": arch,
+                    "seconds": time.perf_counter() - start}, poses
+        remove_partial(target)
+        return {"status": FAILED, "error": error, "seconds": time.perf_counter() - start}, None
 
-    def _run(self, clip: Clip, folder: Path):
-        from ..pipeline import run_folder
+    def _estimate(self, clip: Clip, folder: Path):
+        from ..pipeline import estimate_folder
 
         options = run_options(self.defaults, clip.options)
         prepare(clip, folder)
@@ -96,7 +101,8 @@ class ClipRunner:
                                                options.get("weights_dir"),
                                                options.get("device"))
         progress = _FrameReporter(self._queue, clip.name) if self._queue is not None else None
-        return run_folder(folder, progress=progress, **options)
+        poses = estimate_folder(folder, progress=progress, warm_renderer=False, **options)
+        return poses, options.get("arch") or "auto"
 
     def _estimator(self, name: str, weights_dir, device):
         from ..estimators.registry import resolve
@@ -118,7 +124,7 @@ class ClipRunner:
 
 
 class _FrameReporter:
-    """A ``run_folder`` progress callback that sends (clip, frames estimated) to the driver,
+    """An ``estimate_folder`` progress callback that sends (clip, frames estimated) to the driver,
     at most every REPORT_EVERY_S seconds (each send is a small Ray call)."""
 
     REPORT_EVERY_S = 0.5
