@@ -22,7 +22,8 @@ import os
 import sys
 from pathlib import Path
 
-from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS, POSES_SUFFIX, VIDEO_SUFFIX
+from scail_protocol.contract import (DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_FPS, POSES_SUFFIX,
+                                     VIDEO_SUFFIX)
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import check_output_file, check_output_folder, describe_os_error
 
@@ -362,9 +363,9 @@ def cmd_run(args) -> int:
 def _demo_folder(progress) -> Path:
     """./scail_demo with a synthetic driving.mp4 (made once, then reused)."""
     folder = Path(DEMO_DIR)
-    if (folder / "driving.mp4").is_file():
+    if (folder / DRIVING_VIDEO).is_file():
         log.info("using the demo clip %s (delete the folder to make a new one)",
-                 folder / "driving.mp4")
+                 folder / DRIVING_VIDEO)
         return folder
     from .synth import make_demo
 

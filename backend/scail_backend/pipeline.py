@@ -34,6 +34,8 @@ import numpy as np
 
 from scail_protocol import contract
 from scail_protocol.camera import intrinsics_from_fov
+from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, DRIVING_VIDEO,
+                                     POSES_FILE, REFERENCE_IMAGE_NAMES, RENDERED_FILE)
 from scail_protocol.errors import RenderError, VideoError
 from scail_protocol.outputs import atomic_path, check_output_file
 from scail_protocol.sequence import PoseSequence
@@ -55,13 +57,6 @@ ESTIMATE_STAGE = "estimate"
 PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB each at 896x512);
                              # decoding runs ahead while the estimator loads its models
 HASH_CHUNK_BYTES = 1 << 20
-DRIVING_VIDEO = "driving.mp4"   # docs/pipeline.md §1.1
-# docs/pipeline.md §1.1 tries the first three; SCAIL itself also reads ref.png (§14.19)
-REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
-POSES_FILE = "poses.npz"
-RENDERED_FILE = "rendered.mp4"
-ALIGNED_POSES_FILE = "poses_aligned.npz"      # --use-align (docs/pipeline.md §1.1 names the video)
-ALIGNED_RENDERED_FILE = "rendered_aligned.mp4"
 OUTPUT_FPS = float(contract.OUTPUT_FPS)  # the conditioning video's rate (scail_protocol.contract)
 
 

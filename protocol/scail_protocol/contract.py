@@ -17,6 +17,16 @@ HIT_ALPHA = int(LIMB_ALPHA * 255.0)  # docs/pipeline.md §6.4: a hit pixel's alp
 POSES_SUFFIX = ".npz"   # a PoseSequence file (scail_protocol.sequence)
 VIDEO_SUFFIX = ".mp4"   # the conditioning video: H.264 in MP4, whatever -o is called
 
+# A SCAIL folder (docs/pipeline.md §1.1): what `run`, the batch and the server's run job read and
+# write, by name.
+DRIVING_VIDEO = "driving.mp4"
+# §1.1 tries the first three; SCAIL itself also reads ref.png (§14.19)
+REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
+POSES_FILE = "poses.npz"
+RENDERED_FILE = "rendered.mp4"
+ALIGNED_POSES_FILE = "poses_aligned.npz"        # --use-align (§1.1 names the video)
+ALIGNED_RENDERED_FILE = "rendered_aligned.mp4"
+
 
 def composite_channels(under_rgb: np.ndarray, overlay_rgb: np.ndarray) -> np.ndarray:
     """The 2D overlay over a render, channel by channel (docs/pipeline.md §7).

@@ -28,6 +28,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from . import contract
 from . import messages as M
 from .errors import Cancelled, ProtocolError, ScailError
 from .outputs import atomic_file, output_error
@@ -256,7 +257,7 @@ def run(video, options: dict, *, upload_video="auto", reference=None, poses_path
     return (yield from save(result, poses_path, video_path)) if wait else result
 
 
-RUN_POSES, RUN_VIDEO = "poses.npz", "rendered.mp4"  # what `run` writes into a folder
+RUN_POSES, RUN_VIDEO = contract.POSES_FILE, contract.RENDERED_FILE  # what `run` writes
 
 
 def render(poses, *, out=None, video_path=None, wait: bool = True):

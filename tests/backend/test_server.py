@@ -542,7 +542,8 @@ def test_cli_client_hello_prints_json(tmp_path):
         proc.wait(WAIT_S)
 
 
-def test_cli_client_sends_smoothing_and_shows_the_servers_refusal(server, root, tmp_path, capsys):
+def test_cli_client_sends_smoothing_and_the_server_checks_it_too(server, client, root, tmp_path,
+                                                                  capsys):
     from scail_backend.cli import main
 
     key_file = tmp_path / "client.key"
@@ -550,8 +551,11 @@ def test_cli_client_sends_smoothing_and_shows_the_servers_refusal(server, root, 
     clip = root / "clip.mp4"
     clip.write_bytes(b"not decoded: the request is refused or queued first")
     common = ["--connect", server.address, "--key-file", str(key_file), "--no-wait"]
-    assert main(["-q", "client", "extract", str(clip), "--smooth", "1.5", *common]) == 2
-    assert "'smoothing' must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # refused here, before anything is sent
+        main(["-q", "client", "extract", str(clip), "--smooth", "1.5", *common])
+    assert info.value.code == 2 and "smoothing strength must be" in capsys.readouterr().err
+    with pytest.raises(ProtocolError, match="'smoothing' must be"):  # and there, from any client
+        client.submit(M.EXTRACT, {"video": {"path": str(clip)}, "smoothing": 1.5})
     assert main(["-q", "client", "run", str(clip), "--smooth", "0.4", *common]) == 0
     assert main(["-q", "client", "extract", str(clip), "--smooth", *common]) == 0
     assert len(capsys.readouterr().out.split()) == 2  # two job ids

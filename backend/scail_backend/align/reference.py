@@ -16,9 +16,8 @@ from typing import Optional
 import numpy as np
 
 from scail_protocol import joints as J
+from scail_protocol.contract import REFERENCE_IMAGE_NAMES
 from scail_protocol.errors import AlignError, VideoError
-
-from ..pipeline import REFERENCE_IMAGE_NAMES
 
 log = logging.getLogger(__name__)
 

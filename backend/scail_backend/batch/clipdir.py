@@ -18,12 +18,10 @@ from typing import Optional
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import is_temporary, same_file
 
-from .inputs import DRIVING_VIDEO, REFERENCE_IMAGE_NAMES, Clip
+from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, DRIVING_VIDEO,
+                                     POSES_FILE, REFERENCE_IMAGE_NAMES, RENDERED_FILE)
 
-POSES_FILE = "poses.npz"
-RENDERED_FILE = "rendered.mp4"
-ALIGNED_POSES_FILE = "poses_aligned.npz"
-ALIGNED_RENDERED_FILE = "rendered_aligned.mp4"
+from .inputs import Clip
 
 
 def prepare(clip: Clip, folder: Path) -> Path:

@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable, List, Optional
 
+from scail_protocol.contract import DRIVING_VIDEO, REFERENCE_IMAGE_NAMES
 from scail_protocol.errors import ScailError
 
-DRIVING_VIDEO = "driving.mp4"
-REFERENCE_IMAGE_NAMES = ("ref_image.jpg", "ref_image.png", "ref.jpg", "ref.png")
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 CLIP_OPTIONS = ("estimator", "resolution", "smooth", "fps", "arch")
 _WILDCARD = re.compile(r"[*?\[]")

@@ -13,14 +13,15 @@ import re
 from pathlib import Path
 
 from scail_protocol import messages as M
+from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, POSES_FILE,
+                                     RENDERED_FILE)
 from scail_protocol.errors import EstimatorError, ProtocolError
 from scail_protocol.outputs import same_file
 from scail_protocol.wire import Message, sequence_from_message
 
 from .. import options as option_checks
 from .paths import Roots
-from .tasks import (ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE, MAX_SLEEP_S, MAX_SLEEP_STEPS,
-                    POSES_FILE, VIDEO_FILE)
+from .tasks import MAX_SLEEP_S, MAX_SLEEP_STEPS
 from .uploads import UploadCache
 from .validate import RequestError, get_field, get_int, get_resolution, get_sha256
 
@@ -48,7 +49,7 @@ def parse(msg: Message, sub: Submission) -> tuple:
 
 
 INPUT_PARAMS = ("video", "poses", "reference")  # worker parameters that are input files
-OUT_DIR_FILES = (POSES_FILE, VIDEO_FILE, ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE)
+OUT_DIR_FILES = (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
 
 
 def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:

@@ -26,6 +26,8 @@ import shutil
 from pathlib import Path
 
 from scail_protocol import messages as M
+from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, POSES_FILE,
+                                     RENDERED_FILE)
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import atomic_path, write_atomically
 from scail_protocol.sequence import PoseSequence
@@ -35,10 +37,6 @@ log = logging.getLogger(__name__)
 MAX_SLEEP_S = 60.0
 MAX_SLEEP_STEPS = 1000
 COPY_BLOCK_BYTES = 1 << 20
-POSES_FILE = "poses.npz"
-VIDEO_FILE = "rendered.mp4"
-ALIGNED_POSES_FILE = "poses_aligned.npz"     # as ``pipeline`` names them in a run folder
-ALIGNED_VIDEO_FILE = "rendered_aligned.mp4"
 
 
 class TaskContext:
@@ -113,10 +111,10 @@ def _render(params: dict, ctx: TaskContext) -> dict:
 def _run(params: dict, ctx: TaskContext) -> dict:
     seq = _extract_sequence(params, ctx)
     out_dir = params.get("out_dir")
-    unaligned, alignment, poses_name, video_name = seq, None, POSES_FILE, VIDEO_FILE
+    unaligned, alignment, poses_name, video_name = seq, None, POSES_FILE, RENDERED_FILE
     if params.get("use_align"):
         seq, alignment = _align_sequence(seq, params["reference"], params.get("align"), ctx)
-        poses_name, video_name = ALIGNED_POSES_FILE, ALIGNED_VIDEO_FILE
+        poses_name, video_name = ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE
     poses = seq.save(ctx.job_dir / poses_name)
     video, render_report = _render_sequence(seq, ctx)
     if out_dir:
@@ -189,7 +187,7 @@ def _align_sequence(seq: PoseSequence, reference: str, options, ctx: TaskContext
 def _render_sequence(seq: PoseSequence, ctx: TaskContext) -> tuple:
     from ..render.pipeline import render_sequence
 
-    video = ctx.job_dir / VIDEO_FILE
+    video = ctx.job_dir / RENDERED_FILE
     report = render_sequence(seq, video, progress=ctx.progress)
     return video, _jsonable(report)
 

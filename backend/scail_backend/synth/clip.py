@@ -13,7 +13,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 from scail_protocol.camera import blender_to_camera
-from scail_protocol.contract import DEFAULT_RESOLUTION, OUTPUT_FPS
+from scail_protocol.contract import DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_FPS
 from scail_protocol.errors import ScailError, VideoError
 from scail_protocol.sequence import MAX_SIDE_PX
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SIZE = DEFAULT_RESOLUTION  # (H, W) working resolution, landscape
 DEFAULT_FPS = float(OUTPUT_FPS)    # the conditioning video's rate
 DEMO_MOTION, DEMO_CAMERA = "demo", "front"
-DRIVING_NAME, TRUTH_NAME = "driving.mp4", "truth.npz"
+TRUTH_NAME = "truth.npz"
 REFERENCE_NAME = "ref.png"  # the first frame: the folder is then what `scail-pose run` reads
 STAGE = "synth"
 MAX_FRAMES = 100_000  # a guard against typos (about 1.7 h at 16 fps)
@@ -148,7 +148,7 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
     started = time.monotonic()
     try:
         joints, marks, boxes = [], [], []
-        with Mp4Writer(work / DRIVING_NAME, size, fps=int(fps)) as writer:
+        with Mp4Writer(work / DRIVING_VIDEO, size, fps=int(fps)) as writer:
             for frame in iter_frames(motion=spec.name, camera=setup.name, num_frames=num,
                                      size=size, fps=fps, scratch_dir=work, progress=progress,
                                      body=body):
@@ -167,9 +167,9 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
                                         truth.landmark_table(body), cameras.intrinsics(setup, size),
                                         size, fps, meta)
         sequence.save(work / TRUTH_NAME)
-        driving, truth_path, reference = (out_dir / DRIVING_NAME, out_dir / TRUTH_NAME,
+        driving, truth_path, reference = (out_dir / DRIVING_VIDEO, out_dir / TRUTH_NAME,
                                           out_dir / REFERENCE_NAME)
-        os.replace(work / DRIVING_NAME, driving)
+        os.replace(work / DRIVING_VIDEO, driving)
         os.replace(work / TRUTH_NAME, truth_path)
         os.replace(work / REFERENCE_NAME, reference)
     finally:
