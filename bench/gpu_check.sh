@@ -19,3 +19,6 @@ python3 bench/render_speed.py --arch cuda --people 3 --frames 2 --pipeline-frame
 python3 bench/nlf_pipeline.py --device auto --frames 512 --repeats 3 2>&1 | tee "$LOG/nlf_cuda.log"
 python3 bench/nlf_pipeline.py --device auto --people all --frames 512 --repeats 3 \
     2>&1 | tee -a "$LOG/nlf_cuda.log"
+if python3 -c "import ray" 2>/dev/null; then
+    python3 bench/gpu_batch_check.py 2>&1 | tee "$LOG/batch_cuda.log"
+fi
