@@ -118,7 +118,7 @@ def test_batch_joins_a_running_cluster_at_its_address_and_through_auto(ray_head,
 
 
 @pytest.mark.skipif(not HAS_RAY_CLIENT,
-                    reason="Ray Client (ray://) needs grpcio, which .[cluster] does not install")
+                    reason="Ray Client (ray://) needs grpcio (the cluster extra installs it)")
 def test_batch_joins_through_ray_client(ray_head, tmp_path):
     (tmp_path / "a").mkdir()
     write_clip(tmp_path / "a" / "driving.mp4", frames=4)

@@ -29,9 +29,10 @@ Ray: without --address a local Ray starts on this machine with 2 CPUs per worker
 joins a running cluster: `auto` (the cluster this machine belongs to, after `ray start`, or the
 one RAY_ADDRESS names), HOST:PORT (the head's GCS address, as `ray start --head --port PORT`
 printed; default port 6379), or ray://HOST:10001 (Ray Client, from outside the cluster; needs
-grpcio, Ray's `client` extra). A cluster with token authentication is joined at an explicit
-address only with RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) set. The project must be installed in the
-same Python environment on every node, and INPUTS and OUT_DIR seen at the same paths.
+grpcio, which the cluster extra installs). A cluster with token authentication is joined at an
+explicit address only with RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or
+~/.ray/auth_token) set. The project must be installed in the same Python environment on every
+node, and INPUTS and OUT_DIR seen at the same paths.
 
 Work split: each worker is a Ray actor that loads the models once and estimates clips (one CPU,
 plus a GPU when the estimator uses one (nlf) and the cluster has GPUs; GPUs are shared when

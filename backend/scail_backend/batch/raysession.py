@@ -9,7 +9,7 @@
 * ``"HOST:PORT"``: join the cluster whose head (GCS) listens there (``ray start --head
   --port PORT``; default port 6379); this machine becomes one of its drivers;
 * ``"ray://HOST:10001"``: Ray Client, from a machine outside the cluster (needs ``grpcio``,
-  Ray's ``client`` extra, here, and the client server the head runs on port 10001).
+  which the ``cluster`` extra installs, and the client server the head runs on port 10001).
 
 The cluster's nodes must have this project installed in the same Python environment, and see
 INPUTS and OUT_DIR at the same paths. A cluster with token authentication (``ray start`` turns
