@@ -184,3 +184,38 @@ def write_test_video(path: Path, num_frames: int = 8, size=(64, 48), fps: int = 
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+_RIGIFY_CHILD = """
+import json, os, sys
+sys.path[:0] = [{tests!r}]
+import importlib.util
+from conftest import ADDON_DIR
+spec = importlib.util.spec_from_file_location("scail_pose_studio", ADDON_DIR / "__init__.py",
+                                              submodule_search_locations=[str(ADDON_DIR)])
+addon = importlib.util.module_from_spec(spec); sys.modules["scail_pose_studio"] = addon
+spec.loader.exec_module(addon); addon.register()
+import {module} as T
+print(json.dumps(T.{function}(addon)), flush=True)
+os._exit(0)  # a registered Rigify keeps the interpreter from exiting
+"""
+
+
+def run_with_rigify(folder: Path, module: str, function: str, timeout_s: float = 300.0) -> dict:
+    """``module.function(addon)`` (a test module of tests/addon; it enables Rigify) in a child
+    process with the add-on registered, and the dict it returns (JSON). A registered Rigify
+    keeps the interpreter from exiting, so it never runs in the test process.
+
+    Skips the calling test when this Blender has no Rigify."""
+    import json
+
+    script = Path(folder) / f"{function}.py"
+    script.write_text(_RIGIFY_CHILD.format(tests=str(Path(__file__).resolve().parent),
+                                           module=module, function=function))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=timeout_s)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines and "armature_human_metarig_add" in done.stderr:
+        pytest.skip("this Blender has no Rigify")
+    assert lines, done.stderr[-3000:]
+    return json.loads(lines[-1])

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rigs
 import walk
+from addon_helpers import run_with_rigify
 
 bpy = pytest.importorskip("bpy")
 
@@ -294,29 +295,19 @@ def test_retarget_bakes_an_nla_track_and_leaves_the_source_alone(addon, scene, t
         np.testing.assert_array_equal(np.array([tuple(p.co) for p in fc.keyframe_points]), snapshot[key])
 
 
-RIGIFY_SCRIPT = """
-import json, os, sys
-sys.path[:0] = [{tests!r}]
-import bpy
-import addon_utils
-from conftest import ADDON_DIR
-import importlib.util
-spec = importlib.util.spec_from_file_location("scail_pose_studio", ADDON_DIR / "__init__.py",
-                                              submodule_search_locations=[str(ADDON_DIR)])
-addon = importlib.util.module_from_spec(spec); sys.modules["scail_pose_studio"] = addon
-spec.loader.exec_module(addon); addon.register()
-import test_retarget as T
-bpy.ops.wm.read_factory_settings(use_empty=True)
-scene = bpy.context.scene
-seq = T.walk.filmed_sequence(60)[0]
-result = addon.armature.import_sequence(seq, scene.collection, scene=scene, name="walk")
-addon.grounding.ground_import(result, seq, collection=scene.collection, name="walk")
-addon_utils.enable("rigify", default_set=True)
-bpy.ops.object.armature_human_metarig_add()
-meta = bpy.context.active_object
-print(json.dumps(T.rigify_check(addon, scene, result.armatures[0], meta)), flush=True)
-os._exit(0)  # a registered Rigify keeps the interpreter from exiting
-"""
+def meta_rig_check(addon) -> dict:
+    """In a child process: the walking take retargeted onto Rigify's human meta-rig."""
+    import addon_utils
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    seq = walk.filmed_sequence(60)[0]
+    result = addon.armature.import_sequence(seq, scene.collection, scene=scene, name="walk")
+    addon.grounding.ground_import(result, seq, collection=scene.collection, name="walk")
+    addon_utils.enable("rigify", default_set=True)
+    bpy.ops.object.armature_human_metarig_add()
+    return rigify_check(addon, scene, result.armatures[0], bpy.context.active_object)
 
 
 def rigify_check(addon, scene, source, meta) -> dict:
@@ -334,20 +325,7 @@ def rigify_check(addon, scene, source, meta) -> dict:
 
 def test_retarget_onto_a_real_rigify_meta_rig(addon, tmp_path):
     """Rigify's own human meta-rig (in a child process: a registered Rigify never exits)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    tests = str(Path(__file__).resolve().parent)
-    script = tmp_path / "rigify_check.py"
-    script.write_text(RIGIFY_SCRIPT.format(tests=tests))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines and "armature_human_metarig_add" in done.stderr:
-        pytest.skip("this Blender has no Rigify")
-    assert lines, done.stderr[-2000:]
-    found = json.loads(lines[-1])
+    found = run_with_rigify(tmp_path, "test_retarget", "meta_rig_check")
     assert set(found["bone_map"].values()) >= {"spine", "thigh.L", "upper_arm.R", "hand.L"}
     for key, angle in found["angles"].items():
         assert angle < BONE_ANGLE_DEG, key

@@ -16,16 +16,13 @@ ones that deform a mesh, not the controls the keys went on):
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rigs
 import walk
+from addon_helpers import run_with_rigify
 from scail_protocol.retarget import contact_segments
 
 bpy = pytest.importorskip("bpy")
@@ -55,21 +52,6 @@ EFFECTORS = {"left_wrist": "ORG-hand.L", "right_wrist": "ORG-hand.R", "left_ankl
              "right_ankle": "ORG-foot.R", "head": "ORG-spine.006"}
 PELVIS = "DEF-spine"
 FEET = ("ORG-foot.L", "ORG-foot.R")  # their tails are the balls of the feet
-
-CHILD_SCRIPT = """
-import json, os, sys
-sys.path[:0] = [{tests!r}]
-import importlib.util
-from conftest import ADDON_DIR
-spec = importlib.util.spec_from_file_location("scail_pose_studio", ADDON_DIR / "__init__.py",
-                                              submodule_search_locations=[str(ADDON_DIR)])
-addon = importlib.util.module_from_spec(spec); sys.modules["scail_pose_studio"] = addon
-spec.loader.exec_module(addon); addon.register()
-import test_retarget_rigify as T
-print(json.dumps(T.generated_rig_check(addon)), flush=True)
-os._exit(0)  # a registered Rigify keeps the interpreter from exiting
-"""
-
 
 def generated_rig_check(addon) -> dict:
     """In the child: generate a Rigify rig, retarget the walking take onto it, measure."""
@@ -182,16 +164,8 @@ def _measure_feet(scene, rig, result, planted) -> dict:
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """The child's measurements (skips when this Blender has no Rigify)."""
-    tests = str(Path(__file__).resolve().parent)
-    script = tmp_path_factory.mktemp("rigify") / "generated_check.py"
-    script.write_text(CHILD_SCRIPT.format(tests=tests))
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=CHILD_TIMEOUT_S)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines and "armature_human_metarig_add" in done.stderr:
-        pytest.skip("this Blender has no Rigify")
-    assert lines, done.stderr[-3000:]
-    return json.loads(lines[-1])
+    return run_with_rigify(tmp_path_factory.mktemp("rigify"), "test_retarget_rigify",
+                           "generated_rig_check", timeout_s=CHILD_TIMEOUT_S)
 
 
 def test_generated_rig_is_detected_and_driven_through_fk(generated):
