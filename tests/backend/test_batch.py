@@ -273,6 +273,9 @@ def test_batch_runs_every_clip_and_records_the_corrupt_one(first_batch):
     assert sorted(done) == sorted(n for n in ("synth/a", "synth/b", "real")
                                   if (inputs / n).is_dir())
     assert finished(out / "synth" / "a") == 4 and finished(out / "synth" / "b") == 3
+    # the note names the clip's own folder, not the output folder where its links live
+    assert any(f"no reference image in {inputs / 'synth' / 'a'} " in w
+               for w in states["synth/a"]["warnings"])
     assert not (out / "broken" / "poses.npz").exists()
     assert not [p for p in out.rglob(".*.part")]
 

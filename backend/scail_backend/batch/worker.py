@@ -101,7 +101,8 @@ class ClipEstimator:
                                                options.get("weights_dir"),
                                                options.get("device"))
         progress = _FrameReporter(self._queue, clip.name) if self._queue is not None else None
-        poses = estimate_folder(folder, progress=progress, warm_renderer=False, **options)
+        poses = estimate_folder(folder, progress=progress, warm_renderer=False,
+                                source=clip.video.parent, **options)
         return poses, options.get("arch") or "auto"
 
     def _estimator(self, name: str, weights_dir, device):
