@@ -8,7 +8,9 @@ looked up in ``$SCAIL_ADDON_DIR``, then beside this package in a source checkout
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import logging
 import os
 import sys
@@ -38,8 +40,13 @@ def addon_dir() -> Path:
                      f"folder of a SCAIL Pose Studio checkout)")
 
 
-def load_addon():
-    """Import bpy and the add-on package, registered (once per process).
+@contextlib.contextmanager
+def registered_addon():
+    """The add-on package, imported and registered for the ``with`` block.
+
+    When this call imported it, it is unregistered and forgotten at the end: a registered add-on
+    keeps bpy 4.5's interpreter from exiting (it hangs at exit). An add-on that was already
+    loaded (by Blender, or a caller) is used as it is and left registered.
 
     Raises:
         ScailError: bpy is not installed, or the add-on is not found.
@@ -51,15 +58,24 @@ def load_addon():
                          "'scail-pose-studio[synth]' (bpy 4.5, Python 3.11)") from None
     module = sys.modules.get(ADDON_PACKAGE)
     if module is not None:
-        return module
+        yield module
+        return
     folder = addon_dir()
     spec = importlib.util.spec_from_file_location(ADDON_PACKAGE, folder / "__init__.py",
                                                   submodule_search_locations=[str(folder)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[ADDON_PACKAGE] = module
-    spec.loader.exec_module(module)
-    module.register()
-    return module
+    try:
+        spec.loader.exec_module(module)
+        module.register()
+        try:
+            yield module
+        finally:
+            module.unregister()
+    finally:
+        for name in [n for n in sys.modules if n == ADDON_PACKAGE
+                     or n.startswith(ADDON_PACKAGE + ".")]:
+            del sys.modules[name]
 
 
 def export_file(poses, output, *, person: int = 0, first=None, last=None, ground: bool = True,
@@ -83,7 +99,11 @@ def export_file(poses, output, *, person: int = 0, first=None, last=None, ground
     output = Path(output)
     if output.suffix.lower() not in SUFFIXES:
         raise ScailError(f"-o must end in .bvh or .fbx, got {output.name}")
-    addon = load_addon()
+    with registered_addon() as addon:
+        return _export(addon, poses, output, person, first, last, ground, exact)
+
+
+def _export(addon, poses, output: Path, person, first, last, ground: bool, exact: bool) -> Path:
     import bpy
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -108,5 +128,9 @@ def export_file(poses, output, *, person: int = 0, first=None, last=None, ground
     end = min(end, scene.frame_end)
     if end < start:
         raise ScailError(f"empty frame range {first}..{last}")
-    return addon.export_formats.export_armatures(output, armatures, scene=scene,
-                                                 frame_start=start, frame_end=end)
+    chatter = io.StringIO()  # Blender's exporters print their temporary file's name
+    with contextlib.redirect_stdout(chatter):
+        written = addon.export_formats.export_armatures(output, armatures, scene=scene,
+                                                        frame_start=start, frame_end=end)
+    log.debug("Blender's exporter: %s", chatter.getvalue().strip())
+    return written

@@ -135,11 +135,11 @@ and why), mediapipe (embedded, CPU, no download), nlf (needs `scail-pose weights
 
 examples:
   scail-pose run                       # synthetic demo -> ./scail_demo/rendered.mp4
-  scail-pose run examples/001
-  scail-pose run examples/001 --estimator mediapipe --arch cpu
-  scail-pose run examples/001 --smooth light
-  scail-pose run examples/001 --fps 16   # a 30/60 fps clip resampled to play at filmed speed
-  scail-pose run examples/001 --use-align   # -> poses_aligned.npz + rendered_aligned.mp4
+  scail-pose run my_clip/              # my_clip/driving.mp4 (+ ref_image.jpg)
+  scail-pose run my_clip/ --estimator mediapipe --arch cpu
+  scail-pose run my_clip/ --smooth light
+  scail-pose run my_clip/ --fps 16   # a 30/60 fps clip resampled to play at filmed speed
+  scail-pose run my_clip/ --use-align   # -> poses_aligned.npz + rendered_aligned.mp4
 """
 
 WEIGHTS_EPILOG = """\

@@ -160,7 +160,7 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
     owned = None
     try:
         if isinstance(estimator, Estimator):
-            est, reason = estimator, f"{estimator.name} was given"
+            est, reason = estimator, estimator.chosen_because or f"{estimator.name} was given"
         else:
             owned, reason = resolve(estimator, weights_dir=weights_dir, device=device)
             est = owned

@@ -114,3 +114,19 @@ def test_cli_export_writes_bvh_and_fbx(addon, tmp_path, capsys):
     assert main(["export", str(poses), "-o", str(tmp_path / "x.bvh"), "--person", "4"]) == 2
     err = capsys.readouterr().err
     assert ".bvh or .fbx" in err and "person 4" in err
+
+
+def test_cli_export_as_a_user_runs_it_exits_and_prints_only_the_path(tmp_path):
+    """`scail-pose export` in its own process: it must exit once the file is written (a
+    registered add-on kept bpy 4.5 from exiting) and print the output path alone."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("scail_backend.cli")
+    poses = walk.filmed_sequence(12)[0].save(tmp_path / "poses.npz")
+    out = tmp_path / "take.bvh"
+    done = subprocess.run([sys.executable, "-m", "scail_backend.cli", "export", str(poses),
+                           "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(out)
+    assert "Frames: 12" in out.read_text()

@@ -33,6 +33,8 @@ class Estimator(abc.ABC):
         needs_weights: whether it needs downloaded weights (``scail-pose weights``).
     Attributes:
         device: where it runs ("cpu", "cuda:0").
+        chosen_because: why it was picked (``registry.resolve`` sets it, e.g. "auto chose
+            mediapipe: ..."); "" for one created directly.
     """
 
     name: str = ""
@@ -40,6 +42,7 @@ class Estimator(abc.ABC):
     version: str = ""
     needs_weights: bool = False
     device: str = "cpu"
+    chosen_because: str = ""
 
     @abc.abstractmethod
     def estimate(self, frames: Iterable[np.ndarray], *, size, fps: float,

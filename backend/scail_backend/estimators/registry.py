@@ -153,11 +153,15 @@ def resolve(name: str = AUTO, *, weights_dir=None, device: Optional[str] = None,
                 continue
             if candidate != chosen:
                 reason = f"{reason}; auto chose {candidate}"
-            log.info("estimator: %s", reason)
-            return estimator, reason
+            return _chosen(estimator, reason)
         raise EstimatorError(f"no estimator could be loaded here: {reason}")
+    return _chosen(create(chosen, weights_dir=weights_dir, device=device, **options), reason)
+
+
+def _chosen(estimator, reason: str) -> tuple:
     log.info("estimator: %s", reason)
-    return create(chosen, weights_dir=weights_dir, device=device, **options), reason
+    estimator.chosen_because = reason
+    return estimator, reason
 
 
 def capabilities(*, weights_dir=None) -> dict:

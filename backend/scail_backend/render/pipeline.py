@@ -115,7 +115,8 @@ def iter_rendered_frames(seq: PoseSequence, *, arch: str = "auto", batch_size: i
     depth = sequence_depth_range(seq)
     joints = seq.openpose18_3d()  # (P, T, 18, 3) mm; O(T) but tiny next to the frames
     total = seq.num_frames
-    log.info("rendering %d frames of %dx%d on %s", total, height, width, renderer.arch)
+    log.info("rendering %d frames of %dx%d (width x height) on %s", total, width, height,
+             renderer.arch)
     progress(STAGE, 0, total)
     for start in range(0, total, batch):
         stop = min(start + batch, total)
