@@ -186,7 +186,8 @@ class PoseSequence:
             with np.load(path, allow_pickle=False) as npz:
                 data = {name: npz[name] for name in npz.files}
         except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-            raise SequenceError(f"{path} is not a readable PoseSequence .npz ({e})") from None
+            why = e if zipfile.is_zipfile(path) else "it is not an .npz archive"
+            raise SequenceError(f"{path} is not a readable PoseSequence .npz ({why})") from None
         return cls.from_arrays(data, source=str(path))
 
     @classmethod
