@@ -17,7 +17,6 @@ plus the round-trip error. Goals (issue 5): import <= 5 s and export <= 5 s for 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
@@ -27,15 +26,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 5.0  # issue 5: import and export of a 10,000-frame one-person take
-
-
-def _load(name: str, path: Path, package_dir: Path = None):
-    spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(package_dir)] if package_dir else None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _best(function, repeats: int) -> tuple:
@@ -59,12 +49,18 @@ def main(argv=None) -> int:
                         help="also time the frame-by-frame (depsgraph) export")
     args = parser.parse_args(argv)
 
+    from scail_backend.blender_export import registered_addon
+
+    sys.path.insert(0, str(REPO / "tests" / "addon"))  # the test takes
+    import motion
+
+    with registered_addon() as addon:
+        return _run(addon, args, motion)
+
+
+def _run(addon, args, motion) -> int:
     import bpy
 
-    addon = _load("scail_pose_studio", REPO / "blender_addon" / "__init__.py",
-                  REPO / "blender_addon")
-    motion = _load("scail_bench_motion", REPO / "tests" / "addon" / "motion.py")
-    addon.register()
     seq = motion.make_sequence(args.frames, size=(512, 896), gaps=[(0, 100, 110)])
     print(f"take: {seq!r}, bpy {bpy.app.version_string}")
 
@@ -96,7 +92,6 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         addon.export.export_sequence([obj], scene=bpy.context.scene, use_depsgraph=True)
         print(f"export via depsgraph (frame_set per frame): {time.perf_counter() - started:6.2f} s")
-    addon.unregister()
     return 0
 
 

@@ -26,7 +26,6 @@ on every frame, times the passes; printed as frames per second.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
@@ -35,15 +34,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_S = 10.0  # issue 12: a 10,000-frame take
-
-
-def _load(name: str, path: Path, package_dir: Path = None):
-    spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(package_dir)] if package_dir else None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv=None) -> int:
@@ -56,15 +46,19 @@ def main(argv=None) -> int:
                              "generated Rigify rig")
     args = parser.parse_args(argv)
 
-    import bpy
-
     sys.path.insert(0, str(REPO / "tests" / "addon"))  # the test rigs and the walking take
     import rigs
     import walk
 
-    addon = _load("scail_pose_studio", REPO / "blender_addon" / "__init__.py",
-                  REPO / "blender_addon")
-    addon.register()
+    from scail_backend.blender_export import registered_addon
+
+    with registered_addon() as addon:
+        return _run(addon, args, rigs, walk)
+
+
+def _run(addon, args, rigs, walk) -> int:
+    import bpy
+
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     started = time.perf_counter()
@@ -102,7 +96,6 @@ def main(argv=None) -> int:
                 addon.export_formats.export_armatures(Path(tmp) / f"take{suffix}", [rig],
                                                       scene=scene)
                 print(f"export {suffix}: {time.perf_counter() - started:6.2f} s")
-    addon.unregister()
     if args.rig == "rigify":
         sys.stdout.flush()
         os._exit(0)  # a registered Rigify keeps the interpreter from exiting

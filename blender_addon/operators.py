@@ -16,6 +16,7 @@ from scail_protocol.conversation import cleanup_field
 from scail_protocol.errors import ScailError
 
 from . import armature, client, headless, prefs
+from .reports import fail
 from .props import RENDERERS, RESOLUTIONS, estimator_items
 
 _EXACT = BoolProperty(name="Exact Bone Lengths", default=True,
@@ -34,11 +35,6 @@ def _ground_from_scene(op, context) -> None:
     """Take the scene's grounding setting unless the caller set the operator's own."""
     if not op.properties.is_property_set("use_ground"):
         op.use_ground = context.scene.scail.use_ground
-
-
-def _fail(op, error) -> set:
-    op.report({"ERROR"}, str(error))
-    return {"CANCELLED"}
 
 
 def _finished(op, done, label: str) -> set:
@@ -98,7 +94,7 @@ class SCAIL_OT_import_motion(bpy.types.Operator, ImportHelper):
                 video_path=bpy.path.abspath(self.video_path) if self.video_path else None,
                 report=self.report)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         self.report({"INFO"}, f"imported {len(result.armatures)} armature(s)")
         return {"FINISHED"}
 
@@ -147,7 +143,7 @@ class SCAIL_OT_import_video(_NeedsIdleBackend, bpy.types.Operator):
                 report=self.report if bpy.app.background else None,  # the timer outlives self
                 blocking=bpy.app.background)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         return _finished(self, done, "import")
 
 
@@ -171,7 +167,7 @@ class SCAIL_OT_export_motion(_NeedsTake, bpy.types.Operator, ExportHelper):
             path = headless.export_motion_file(bpy.path.abspath(self.filepath), context=context,
                                                report=self.report)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         self.report({"INFO"}, f"wrote {path}")
         return {"FINISHED"}
 
@@ -192,7 +188,7 @@ class SCAIL_OT_render_conditioning(_NeedsTake, _NeedsIdleBackend, bpy.types.Oper
                 bpy.path.abspath(self.filepath), self.renderer, overlay=self.use_overlay,
                 context=context, report=self.report, blocking=bpy.app.background)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         return _finished(self, done, "render")
 
 
@@ -225,7 +221,7 @@ class SCAIL_OT_connect(_NeedsIdleBackend, bpy.types.Operator):
         try:
             done = client.connect(prefs.backend_settings(context), blocking=bpy.app.background)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         return _finished(self, done, "connect")
 
 
@@ -239,7 +235,7 @@ class SCAIL_OT_start_backend(bpy.types.Operator):
         try:
             pid = client.start_local_backend(prefs.backend_settings(context))
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         self.report({"INFO"}, f"started the backend (pid {pid}); press Connect once it is up")
         return {"FINISHED"}
 

@@ -58,7 +58,9 @@ def _own_methods(cls) -> set:
     return names
 
 
-def _fail(operator, error) -> set:
+def fail(operator, error) -> set:
+    """Report ``error`` on ``operator`` in one line and cancel: a ScailError as it is, anything
+    else as "<label> failed: ..." with the traceback in the system console."""
     if not isinstance(error, ScailError):
         log.exception("SCAIL: %s failed", operator.bl_idname)
         message = f"{operator.bl_label} failed: {one_line(error)} (details in the system console)"
@@ -74,7 +76,7 @@ def _guard_execute(method):
         try:
             return method(self, context)
         except Exception as e:  # noqa: BLE001 - the operator boundary: one line to the artist
-            return _fail(self, e)
+            return fail(self, e)
     return execute
 
 
@@ -84,7 +86,7 @@ def _guard_invoke(method):
         try:
             return method(self, context, event)
         except Exception as e:  # noqa: BLE001 - as above
-            return _fail(self, e)
+            return fail(self, e)
     return invoke
 
 

@@ -16,6 +16,7 @@ from scail_protocol.errors import ScailError
 from scail_protocol.sequence import PoseSequence
 
 from . import armature, bonemaps, export, export_formats, grounding, retarget
+from .reports import fail
 
 GENERIC = "generic"
 
@@ -75,11 +76,6 @@ def set_map(settings, bone_map: dict) -> None:
         row.bone = bone_map.get(key, "")
 
 
-def _fail(op, error) -> set:
-    op.report({"ERROR"}, str(error))
-    return {"CANCELLED"}
-
-
 class SCAIL_OT_bonemap_fill(bpy.types.Operator):
     """Fill the bone map from the chosen preset (or guess it) for the target rig"""
 
@@ -96,7 +92,7 @@ class SCAIL_OT_bonemap_fill(bpy.types.Operator):
         try:
             bone_map = retarget.resolve_map(settings.preset, settings.target)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         set_map(settings, bone_map)
         mapped = sum(key in bone_map for key in bonemaps.BONE_KEYS)
         self.report({"INFO"}, f"mapped {mapped} of {len(bonemaps.BONE_KEYS)} SMPL bones")
@@ -117,7 +113,7 @@ class SCAIL_OT_bonemap_save(bpy.types.Operator, ExportHelper):
             path = bonemaps.save_map(bpy.path.abspath(self.filepath),
                                      current_map(context.scene.scail_retarget))
         except (ScailError, OSError) as e:
-            return _fail(self, e)
+            return fail(self, e)
         self.report({"INFO"}, f"wrote {path}")
         return {"FINISHED"}
 
@@ -137,7 +133,7 @@ class SCAIL_OT_bonemap_load(bpy.types.Operator, ImportHelper):
         try:
             loaded = bonemaps.load_map(bpy.path.abspath(self.filepath))
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         if settings.target is not None:
             loaded = bonemaps.resolve(loaded, [b.name for b in settings.target.data.bones])
         else:
@@ -172,7 +168,7 @@ class SCAIL_OT_retarget(bpy.types.Operator):
                                        scene=context.scene, in_place=self.use_in_place,
                                        use_foot_contacts=self.use_foot_contacts, report=self.report)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         if not settings.bones:
             set_map(settings, result.bone_map)
         self.report({"INFO"}, f"baked {len(result.frames)} frames onto {settings.target.name} "
@@ -204,7 +200,7 @@ class SCAIL_OT_ground_take(bpy.types.Operator):
             result = armature.ImportResult(armatures=takes, camera=obj.get("scail_camera"))
             grounding.ground_import(result, seq, collection=context.collection, name=obj.name)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         return {"FINISHED"}
 
 
@@ -251,7 +247,7 @@ class _ExportMotion(ExportHelper):
                                                    scene=context.scene, frame_start=start,
                                                    frame_end=end)
         except ScailError as e:
-            return _fail(self, e)
+            return fail(self, e)
         self.report({"INFO"}, f"wrote {path}")
         return {"FINISHED"}
 
