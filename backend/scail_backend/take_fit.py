@@ -265,8 +265,8 @@ def _depth_on_ray(ray: np.ndarray, parent: np.ndarray, length: np.ndarray,
     return b / a + np.where(nearer, -half_gap, half_gap)
 
 
-def foreshortened_depths(joints_mm: np.ndarray, K: np.ndarray, lengths_mm: np.ndarray,
-                         min_fraction: float, bones=ARM_BONES) -> np.ndarray:
+def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_fraction: float,
+                         bones=ARM_BONES) -> np.ndarray:
     """The estimate with each listed bone's depth offset taken from its length and 2D length.
 
     A bone of length L whose image is shorter than L points out of the image plane by
@@ -279,8 +279,8 @@ def foreshortened_depths(joints_mm: np.ndarray, K: np.ndarray, lengths_mm: np.nd
     wrist.
 
     Args:
-        joints_mm: (T, 24, 3) camera-frame joints, mm, all finite, in front of the camera.
-        K: (3, 3) intrinsics.
+        joints_mm: (T, 24, 3) camera-frame joints, mm, all finite, in front of the camera
+            (each joint's pixel ray is its position over its depth, so K is not needed).
         lengths_mm: (NUM_LENGTHS,) the take's bone lengths, mm (:func:`robust_lengths`).
         min_fraction: the trust threshold above, a fraction of L.
         bones: child-joint indices of the bones to place, parents before children.
@@ -423,7 +423,7 @@ def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps
     lengths = robust_lengths(X[present])
     if params.foreshortening_min is not None:
         X = X.copy()
-        X[present] = foreshortened_depths(X[present], K, lengths, params.foreshortening_min)
+        X[present] = foreshortened_depths(X[present], lengths, params.foreshortening_min)
     for start, stop in _runs(present):
         acc = np.zeros((stop - start, NUM_JOINTS, 3))
         total = np.zeros(stop - start)

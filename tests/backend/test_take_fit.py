@@ -151,7 +151,7 @@ def test_foreshortened_depths_restore_arm_depth_from_length():
         p = tf.PARENTS[j]
         z = flat[:, p, 2] + 0.5 * (truth[:, j, 2] - truth[:, p, 2])
         flat[:, j] = truth[:, j] / truth[:, j, 2:3] * z[:, None]
-    fixed = tf.foreshortened_depths(flat, K, tf.robust_lengths(truth), min_fraction=0.0)
+    fixed = tf.foreshortened_depths(flat, tf.robust_lengths(truth), min_fraction=0.0)
     np.testing.assert_allclose(project(fixed, K), project(flat, K), atol=1e-6)
     arms = list(tf.ARM_BONES)
     error_before = np.abs(flat[:, arms, 2] - truth[:, arms, 2]).mean()
@@ -163,7 +163,6 @@ def test_foreshortened_depths_restore_arm_depth_from_length():
 
 def test_foreshortened_depths_keep_an_unclear_side():
     """Below the trust threshold the estimate's depth offsets are kept as they are."""
-    K = intrinsics_from_fov(*SIZE)
     truth = _truth(body="average", motion="wave", camera="front")
-    kept = tf.foreshortened_depths(truth, K, tf.robust_lengths(truth) * 1.3, min_fraction=2.0)
+    kept = tf.foreshortened_depths(truth, tf.robust_lengths(truth) * 1.3, min_fraction=2.0)
     np.testing.assert_allclose(kept, truth, atol=1e-9)
