@@ -281,15 +281,15 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
                     weights_dir=None, smoothing=None, fps: Optional[float] = None,
                     use_align: bool = False, align_options: Optional[dict] = None,
                     cleanup=None, device: Optional[str] = None,
-                    warm_renderer: bool = True, source=None) -> FolderPoses:
+                    warm_renderer: bool = True, source_folder=None) -> FolderPoses:
     """``run_folder`` up to the render: checks, estimation and (with ``use_align``) alignment.
 
     Args:
         as :func:`run_folder`; ``arch`` is checked here.
         warm_renderer: start the renderer (taichi, ``arch``) in a background thread during
             estimation, as ``run`` does; False when another process renders.
-        source: where the clip's files came from, as the notes name it (the batch estimates
-            in a folder of links to them); None = ``folder``.
+        source_folder: where the clip's files came from, as the notes name it (the batch
+            estimates in a folder of links to them); None = ``folder``.
 
     Returns:
         The :class:`FolderPoses` for :func:`write_folder`. Writes nothing.
@@ -309,7 +309,7 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         raise AlignError(f"alignment needs a reference image in {folder} "
                          f"({', '.join(REFERENCE_IMAGE_NAMES)})")
     if reference is None:
-        warnings.append(f"no reference image in {source or folder} "
+        warnings.append(f"no reference image in {source_folder or folder} "
                         f"({', '.join(REFERENCE_IMAGE_NAMES)}); "
                         f"it is only used by alignment, so the run continues without it")
     arch = _check_arch(arch)

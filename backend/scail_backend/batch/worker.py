@@ -102,7 +102,7 @@ class ClipEstimator:
                                                options.get("device"))
         progress = _FrameReporter(self._queue, clip.name) if self._queue is not None else None
         poses = estimate_folder(folder, progress=progress, warm_renderer=False,
-                                source=clip.video.parent, **options)
+                                source_folder=clip.video.parent, **options)
         return poses, options.get("arch") or "auto"
 
     def _estimator(self, name: str, weights_dir, device):
