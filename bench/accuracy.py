@@ -14,7 +14,9 @@ all clips:
 * PCK per joint group (torso, head, arms, legs): PA-aligned 3D at --pck-mm thresholds and 2D at
   --pck-px thresholds;
 * Accel: mean acceleration error (m/s²) of the camera-frame joints, i.e. jitter beyond the
-  truth's own motion (``synth.metrics.acceleration_errors``).
+  truth's own motion (``synth.metrics.acceleration_errors``);
+* Slide: how fast the estimate's feet slide along the floor (m/s) while the truth's are planted
+  (``synth.metrics.foot_sliding``), what an artist sees as skating feet in Blender.
 
 With ``--bodies`` the clips are rendered for several body types of ``synth.bodies`` (child-like,
 short and heavy, tall and slim, long-legged, average) and a pooled row per body type follows;
@@ -28,6 +30,13 @@ With ``--smooth [STRENGTH]`` each estimate is also temporally smoothed
 (``scail_backend.smoothing``, as ``extract --smooth``) and the table shows raw and smoothed
 figures side by side (the smoothing reuses the raw estimate, so it costs little).
 
+With ``--overlap`` each clip's estimate and its truth are also rendered (the capsule
+skeleton, without the 2D overlay) and compared frame by frame (``render.overlap``): FG IoU is
+the foreground overlap, Limb IoU the mean overlap of the arm and leg segments told apart by
+colour; pooled rows average the clips. ``--against VIDEO REFERENCE`` (repeatable) runs the
+estimator on a real clip the way ``scail-pose run`` does and scores its rendering against a
+rendering of the same clip the user has from elsewhere (the original GPU pipeline's, say).
+
 All 24 SMPL joints are scored. Frames without a detection count against "detected" only.
 
     python bench/accuracy.py --cache bench_cache/synth                 # 8 motions x 3 cameras
@@ -35,7 +44,9 @@ All 24 SMPL joints are scored. Frames without a detection count against "detecte
     python bench/accuracy.py --cache /tmp/s --json results.json
     python bench/accuracy.py --cache /tmp/s --smooth                # raw vs medium smoothing
     python bench/accuracy.py --cache /tmp/s --bodies all --motions wave,walk \
-        --cameras front,three_quarter --frames 48 --fit              # body types, raw vs fit
+        --cameras front,three_quarter --frames 48 --fit --overlap    # body types, raw vs fit
+    python bench/accuracy.py --cache /tmp/s --motions wave --cameras front --fit \
+        --against clip/driving.mp4 clip/reference_rendered.mp4       # against another rendering
 
 Rendering runs at ~0.25-0.5 s/frame here (2 cores); cached clips are reused when their motion,
 camera, size, fps and frame count match.
@@ -102,7 +113,8 @@ def score_clip(pred, truth) -> dict:
     num = truth.num_frames
     if pred.num_people == 0 or pred.num_frames != num:
         nan = np.full((num, 24), np.nan)
-        errors = {"mpjpe": nan, "pa": nan, "px": nan, "swap": np.full(num, np.nan), "accel": nan}
+        errors = {"mpjpe": nan, "pa": nan, "px": nan, "swap": np.full(num, np.nan), "accel": nan,
+                  "slide": np.full((num, 2), np.nan)}
         detected = np.zeros(num, bool)
     else:
         est = pred.joints3d[_best_person(pred, truth)].astype(np.float64)
@@ -113,9 +125,26 @@ def score_clip(pred, truth) -> dict:
                   "px": metrics.joint_errors(est_px, gt_px),
                   "swap": metrics.left_right_swapped(est_px, gt_px, SMPL24["left_shoulder"],
                                                      SMPL24["right_shoulder"]),
-                  "accel": metrics.acceleration_errors(est, gt, truth.fps) / MM_PER_M}
+                  "accel": metrics.acceleration_errors(est, gt, truth.fps) / MM_PER_M,
+                  "slide": metrics.foot_sliding(est, gt, truth.fps)}
     errors["detected"] = detected
     return errors
+
+
+def rendering_overlap(pred, truth) -> dict:
+    """One-entry arrays ``fg_iou`` and ``limb_iou``: the estimate's rendering against the
+    truth's (capsules only, each with its own K), pooled over the clip's frames."""
+    from scail_backend.render.overlap import OverlapCounter
+    from scail_backend.render.pipeline import iter_rendered_frames
+
+    counter = OverlapCounter()
+    if pred.num_people and pred.num_frames == truth.num_frames:
+        person = pred.people([_best_person(pred, truth)])
+        for ours, reference in zip(iter_rendered_frames(person, overlay=False),
+                                   iter_rendered_frames(truth, overlay=False)):
+            counter.add(ours, reference)
+    result = counter.result()
+    return {"fg_iou": np.array([result.foreground_iou]), "limb_iou": np.array([result.limb_iou])}
 
 
 def summarise(errors: dict, pck_mm, pck_px) -> dict:
@@ -129,7 +158,11 @@ def summarise(errors: dict, pck_mm, pck_px) -> dict:
         "err2d_px": metrics.mean_present(errors["px"]),
         "lr_swap": metrics.mean_present(errors["swap"]),
         "accel_m_s2": metrics.mean_present(errors["accel"]),
+        "slide_m_s": metrics.mean_present(errors["slide"]),
     }
+    for key in ("fg_iou", "limb_iou"):
+        if key in errors:
+            summary[key] = metrics.mean_present(errors[key])
     for group in GROUPS:
         joints = metrics.GROUP_INDICES[group]
         for thr in pck_mm:
@@ -147,18 +180,26 @@ def _print_table(rows: list, pck_mm, pck_px) -> None:
     """Per clip and pooled; ``rows`` are (name, raw summary, smoothed summary or None)."""
     smoothed = rows[-1][2] is not None
     head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
-            f"{'L/R sw%':>7} {'Accel':>6}")
+            f"{'L/R sw%':>7} {'Accel':>6} {'Slide':>6}")
+    overlap = "fg_iou" in rows[-1][1]
+    if overlap:
+        head += f" {'FG IoU':>6} {'Limb':>6}"
     if smoothed:
-        head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6}  (smoothed or fitted)"
+        head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6} {'Slide':>6}"
+        head += f" {'FG IoU':>6} {'Limb':>6}" if overlap else ""
+        head += "  (smoothed or fitted)"
     print(head)
     print("-" * len(head))
     for name, s, sm in rows:
         swap = "-" if np.isnan(s["lr_swap"]) else f"{100 * s['lr_swap']:.1f}"  # "-": side-on only
         line = (f"{name:<26} {s['frames']:>6d} {100 * s['detected']:>6.1f} {s['mpjpe_mm']:>7.1f} "
-                f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.2f} {swap:>7} {s['accel_m_s2']:>6.2f}")
+                f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.2f} {swap:>7} {s['accel_m_s2']:>6.2f} "
+                f"{s['slide_m_s']:>6.3f}")
+        line += f" {s['fg_iou']:>6.3f} {s['limb_iou']:>6.3f}" if overlap else ""
         if sm is not None:
             line += (f" | {sm['mpjpe_mm']:>7.1f} {sm['pa_mpjpe_mm']:>9.1f} {sm['err2d_px']:>6.2f} "
-                     f"{sm['accel_m_s2']:>6.2f}")
+                     f"{sm['accel_m_s2']:>6.2f} {sm['slide_m_s']:>6.3f}")
+            line += f" {sm['fg_iou']:>6.3f} {sm['limb_iou']:>6.3f}" if overlap else ""
         print(line)
     print()
     cols = [f"3D@{t:g}mm" for t in pck_mm] + [f"2D@{t:g}px" for t in pck_px]
@@ -196,6 +237,12 @@ def main(argv=None) -> int:
     parser.add_argument("--smooth", nargs="?", const="default", default=None, metavar="STRENGTH",
                         help="also score the estimates smoothed at STRENGTH (light, medium, "
                              "strong or a number in (0, 1]; alone: the default) beside the raw")
+    parser.add_argument("--overlap", action="store_true",
+                        help="also render each estimate and its truth and score their overlap")
+    parser.add_argument("--against", nargs=2, action="append", default=[], type=Path,
+                        metavar=("VIDEO", "REFERENCE"),
+                        help="score the rendering of VIDEO (as `scail-pose run` makes it) "
+                             "against REFERENCE, another rendering of the same clip; repeatable")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("scail_backend", "absl"):
@@ -241,14 +288,18 @@ def main(argv=None) -> int:
         logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
                      time.monotonic() - started)
         errors = score_clip(pred, truth)
-        smoothed = None
+        refined = None
         if strength is not None:
-            smoothed = score_clip(smooth_sequence(pred, strength=strength), truth)
+            refined = smooth_sequence(pred, strength=strength)
         elif args.fit:
             started = time.perf_counter()
-            fitted = fit_sequence(pred)
+            refined = fit_sequence(pred)
             fit_seconds += time.perf_counter() - started
-            smoothed = score_clip(fitted, truth)
+        smoothed = None if refined is None else score_clip(refined, truth)
+        if args.overlap:
+            errors.update(rendering_overlap(pred, truth))
+            if refined is not None:
+                smoothed.update(rendering_overlap(refined, truth))
         all_errors.append(errors)
         all_smoothed.append(smoothed)
         by_motion.setdefault(motion, []).append((errors, smoothed))
@@ -270,11 +321,51 @@ def main(argv=None) -> int:
           + ("" if strength is None else f"; smoothing strength {strength:g}")
           + (f"; whole-take fit {fit_seconds:.2f} s in all" if args.fit else ""))
     _print_table(rows, args.pck_mm, args.pck_px)
+    against = [_score_against(video, reference, args, strength) for video, reference in args.against]
+    if against:
+        _print_against(against)
     if args.json:
-        args.json.write_text(json.dumps(
-            {name: (s if sm is None else {"raw": s, "smoothed": sm}) for name, s, sm in rows},
-            indent=2))
+        results = {name: (s if sm is None else {"raw": s, "smoothed": sm}) for name, s, sm in rows}
+        results.update({f"against {row['video']}": row for row in against})
+        args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def _score_against(video: Path, reference: Path, args, strength) -> dict:
+    """Overlap of our rendering of ``video`` (raw, and fitted or smoothed when asked) with the
+    user's ``reference`` rendering of the same clip."""
+    import tempfile
+
+    from scail_backend.pipeline import extract_video
+    from scail_backend.render.overlap import compare_renderings
+    from scail_backend.render.pipeline import render_sequence
+    from scail_backend.smoothing import smooth_sequence
+    from scail_backend.take_fit import fit_sequence
+
+    pred = extract_video(video, estimator=args.estimator, resolution=tuple(args.resolution))
+    versions = {"raw": pred}
+    if strength is not None:
+        versions["smoothed"] = smooth_sequence(pred, strength=strength)
+    elif args.fit:
+        versions["fitted"] = fit_sequence(pred)
+    row = {"video": str(video), "reference": str(reference)}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, seq in versions.items():
+            ours = Path(tmp) / f"{name}.mp4"
+            render_sequence(seq, ours)
+            result = compare_renderings(ours, reference)
+            row[name] = {"frames": result.frames, "fg_iou": result.foreground_iou,
+                         "limb_iou": result.limb_iou, "per_limb": result.per_limb}
+    return row
+
+
+def _print_against(rows: list) -> None:
+    print()
+    print("Rendering overlap against the given references (foreground IoU / limb IoU):")
+    for row in rows:
+        scores = "; ".join(f"{name} {r['fg_iou']:.3f} / {r['limb_iou']:.3f} ({r['frames']} frames)"
+                           for name, r in row.items() if name not in ("video", "reference"))
+        print(f"  {row['video']} vs {row['reference']}: {scores}")
 
 
 def _summarise_pool(pairs: list, args) -> tuple:

@@ -19,7 +19,11 @@ Residuals, each divided by its scale (:class:`FitParams`):
   take's fps);
 * anchors — the pelvis depth and each bone length, weakly, towards the estimate's own values
   (the robust median over the take for the lengths): they fix the overall scale, which the 2D
-  evidence alone cannot.
+  evidence alone cannot;
+* still feet — ``X_t − X_{t−1}`` of a foot whose 2D point holds still (:func:`still_feet`):
+  a planted foot stays put in 3D too. Without it the per-frame depth swings where the estimate's
+  limb depths do (MediaPipe pushed a squat seen from the front 0.6 m back and forth), and the
+  planted feet slide with it.
 
 Given a bone's two image points and its length, the depth difference of its ends is determined
 up to sign; the fit therefore turns "a depth guess per frame" into "one length per bone for the
@@ -53,6 +57,9 @@ WINDOW_OVERLAP = 16       # frames shared by neighbouring windows (blended linea
 REFERENCE_FPS = 16.0      # the temporal scale below is per frame² at this rate
 MIN_WEIGHT = 0.05         # a 2D point never counts for less than this (scores of 0 happen)
 MIN_DEPTH_MM = 1.0        # a joint nearer than this is not in front of the camera
+STILL_FEET = (SMPL24["left_foot"], SMPL24["right_foot"])
+STILL_TRUNKS_PER_S = 0.25  # a foot slower than this in 2D holds still (trunk lengths per second)
+STILL_MIN_FRAMES = 3       # ... for at least this many frames in a row
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,11 @@ class FitParams:
         foreshortening_min: an arm bone's depth comes from its length and 2D foreshortening
             (:func:`foreshortened_depths`) in frames where the estimate puts its ends more than
             this fraction of its length apart in depth; None turns the step off.
+        still_foot_mm: a foot whose 2D point holds still (:func:`still_feet`) moves at most
+            about this far in 3D between two such frames, mm; None turns the term off.
     """
 
-    reprojection_px: float = 4.0
+    reprojection_px: float = 2.0
     bone_mm: float = 8.0
     shape_mm: float = 40.0
     accel_mm: float = 40.0
@@ -80,6 +89,7 @@ class FitParams:
     length_mm: float = 40.0
     max_iterations: int = 5
     foreshortening_min: Optional[float] = 0.3
+    still_foot_mm: Optional[float] = 5.0
 
 
 DEFAULT_PARAMS = FitParams()
@@ -144,6 +154,7 @@ class _Problem:
     lengths0: np.ndarray  # (NUM_LENGTHS,) mm
     params: FitParams
     accel_scale: float    # mm per frame² at this fps
+    still_steps: tuple = (np.zeros(0, int), np.zeros(0, int))  # (frame t, foot joint): t-1 -> t
 
     @property
     def frames(self) -> int:
@@ -168,7 +179,9 @@ def _residuals(x: np.ndarray, pb: _Problem) -> np.ndarray:
     r_accel = ((X[2:] - 2.0 * X[1:-1] + X[:-2]) / pb.accel_scale).ravel()
     r_depth = (X[:, 0, 2] - pb.root_z0) / p.depth_mm
     r_len = (L - pb.lengths0) / p.length_mm
-    return np.concatenate([r_proj, r_bone, r_shape, r_accel, r_depth, r_len])
+    ts, js = pb.still_steps
+    r_still = ((X[ts, js] - X[ts - 1, js]) / (p.still_foot_mm or 1.0)).ravel()
+    return np.concatenate([r_proj, r_bone, r_shape, r_accel, r_depth, r_len, r_still])
 
 
 def _jacobian(x: np.ndarray, pb: _Problem) -> sparse.csr_matrix:
@@ -233,6 +246,15 @@ def _jacobian(x: np.ndarray, pb: _Problem) -> sparse.csr_matrix:
     cols.append(nx + np.arange(NUM_LENGTHS))
     vals.append(np.full(NUM_LENGTHS, 1.0 / p.length_mm))
     row += NUM_LENGTHS
+    # still feet: rows (step, c)
+    ts, js = pb.still_steps
+    for c in range(3):
+        rc = row + np.arange(len(ts)) * 3 + c
+        rows += [rc, rc]
+        cols += [_index(ts, js, c), _index(ts - 1, js, c)]
+        vals += [np.full(len(ts), 1.0 / (p.still_foot_mm or 1.0)),
+                 np.full(len(ts), -1.0 / (p.still_foot_mm or 1.0))]
+    row += 3 * len(ts)
     return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                              shape=(row, nx + NUM_LENGTHS))
 
@@ -301,6 +323,45 @@ def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_frac
     return X
 
 
+def still_feet(uv_px: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 2) bool: is the left / right foot's 2D point holding still on each frame?
+
+    A foot (SMPL ``left_foot``/``right_foot``, the ball of the foot) holds still where its 2D
+    point, averaged over 3 frames, moves slower than :data:`STILL_TRUNKS_PER_S` of the person's
+    median 2D trunk length (pelvis to neck) per second, for at least :data:`STILL_MIN_FRAMES`
+    frames in a row. With a still camera that is a planted foot (or one held still in the air):
+    it does not move in 3D either, which pins the take's depth where the per-frame estimate
+    lets it swing (a squat seen from the front pumped the depth by ±0.6 m). A moving camera
+    moves every foot in the image, so no foot counts as still.
+
+    Args:
+        uv_px: (T, 24, 2) SMPL-24 image points, pixels, all finite.
+        fps: frames per second.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    uv = np.asarray(uv_px, np.float64)
+    T = len(uv)
+    if T < STILL_MIN_FRAMES:
+        return np.zeros((T, 2), bool)
+    trunk = np.median(np.linalg.norm(uv[:, SMPL24["neck"]] - uv[:, SMPL24["pelvis"]], axis=-1))
+    feet = uniform_filter1d(uv[:, list(STILL_FEET)], 3, axis=0, mode="nearest")
+    speed = np.linalg.norm(np.gradient(feet, axis=0), axis=-1) * float(fps)   # px/s
+    still = speed < STILL_TRUNKS_PER_S * trunk
+    for k in range(2):
+        for start, stop in _runs(still[:, k]):
+            if stop - start < STILL_MIN_FRAMES:
+                still[start:stop, k] = False
+    return still
+
+
+def _still_steps(uv_px: np.ndarray, fps: float) -> tuple:
+    """(frames t, foot joints) of every step t-1 -> t during which a foot holds still."""
+    still = still_feet(uv_px, fps)
+    t, k = np.nonzero(still[1:] & still[:-1])
+    return t + 1, np.array(STILL_FEET)[k]
+
+
 def fit_window(joints_mm: np.ndarray, weights: np.ndarray, K: np.ndarray, fps: float,
                params: FitParams = DEFAULT_PARAMS, lengths_mm: Optional[np.ndarray] = None):
     """Fit one person's consecutive frames.
@@ -320,9 +381,12 @@ def fit_window(joints_mm: np.ndarray, weights: np.ndarray, K: np.ndarray, fps: f
 
     X0 = np.asarray(joints_mm, np.float64)
     lengths0 = robust_lengths(X0) if lengths_mm is None else np.asarray(lengths_mm, np.float64)
-    pb = _Problem(K=np.asarray(K, np.float64), uv0=project(X0, K), sqrt_w=np.sqrt(weights),
+    uv0 = project(X0, K)
+    pb = _Problem(K=np.asarray(K, np.float64), uv0=uv0, sqrt_w=np.sqrt(weights),
                   rel0=X0 - X0[:, :1], root_z0=X0[:, 0, 2].copy(), lengths0=lengths0,
-                  params=params, accel_scale=params.accel_mm * (REFERENCE_FPS / fps) ** 2)
+                  params=params, accel_scale=params.accel_mm * (REFERENCE_FPS / fps) ** 2,
+                  still_steps=_still_steps(uv0, fps) if params.still_foot_mm else
+                  (np.zeros(0, int), np.zeros(0, int)))
     from threadpoolctl import threadpool_limits
 
     # One BLAS thread: the banded factorisations are small, and threads that wait on each other

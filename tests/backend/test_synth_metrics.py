@@ -100,3 +100,38 @@ def test_acceleration_error_ignores_offsets_and_counts_jitter():
     jitter[2, 0] = np.nan                             # a missing frame spoils its neighbours
     err = metrics.acceleration_errors(jitter, truth, 10.0)
     assert np.isnan(err[1:4, 0]).all() and np.isfinite(err[4, 0])
+
+
+def _standing_take(num_frames=10):
+    """A figure standing still on level ground 4 m in front of a level camera (camera frame,
+    mm, y down): the balls of both feet at y = +1000."""
+    from scail_backend.synth import cameras, motions
+    from scail_protocol.camera import blender_to_camera
+
+    frames = motions.evaluate("wave", np.zeros(num_frames), "average")
+    stage = cameras.stage_to_world(cameras.get_camera("front"))
+    return blender_to_camera(frames.joints_m @ stage[:3, :3].T + stage[:3, 3])
+
+
+def test_foot_sliding_counts_moves_along_the_floor_while_the_truth_is_planted():
+    fps = 20.0
+    truth = _standing_take()
+    feet = [SMPL24["left_foot"], SMPL24["right_foot"]]
+    shifted = truth + np.array([30.0, -5.0, 200.0])          # a constant offset: no sliding
+    np.testing.assert_allclose(metrics.foot_sliding(shifted, truth, fps)[1:], 0.0, atol=1e-9)
+    sliding = truth.copy()
+    sliding[:, feet[0], 0] += 4.0 * np.arange(10)            # left foot creeps 4 mm/frame in x
+    sliding[:, feet[1], 1] -= 4.0 * np.arange(10)            # right foot lifts straight up
+    out = metrics.foot_sliding(sliding, truth, fps)
+    assert np.isnan(out[0]).all()
+    np.testing.assert_allclose(out[1:, 0], 4.0 * fps / 1000.0)   # 0.08 m/s along the floor
+    np.testing.assert_allclose(out[1:, 1], 0.0, atol=1e-9)      # up is not along the floor
+    sliding[4, feet[0]] = np.nan                              # a missing frame: NaN either side
+    assert np.isnan(metrics.foot_sliding(sliding, truth, fps)[[4, 5], 0]).all()
+
+
+def test_foot_sliding_skips_feet_the_truth_lifts():
+    truth = _standing_take()
+    truth[:, SMPL24["right_foot"], 1] -= 300.0               # right foot held 30 cm up
+    out = metrics.foot_sliding(truth + 1.0, truth, 20.0)
+    assert np.isnan(out[:, 1]).all() and np.isfinite(out[1:, 0]).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scail_protocol.camera import backproject, blender_to_camera, intrinsics_from_fov, project
@@ -9,7 +11,7 @@ from scail_protocol.sequence import PoseSequence
 
 from scail_backend import take_fit as tf
 from scail_backend.synth import cameras, motions
-from scail_backend.synth.metrics import acceleration_errors, pa_mpjpe
+from scail_backend.synth.metrics import acceleration_errors, foot_sliding, pa_mpjpe
 
 FPS = 16.0
 SIZE = (512, 896)
@@ -40,7 +42,7 @@ def test_jacobian_matches_finite_differences():
                      sqrt_w=np.sqrt(rng.uniform(0.1, 1.0, (4, 24))),
                      rel0=X - X[:, :1] + rng.normal(0, 10, X.shape), root_z0=X[:, 0, 2] + 5.0,
                      lengths0=tf.robust_lengths(X) + 3.0, params=tf.DEFAULT_PARAMS,
-                     accel_scale=40.0)
+                     accel_scale=40.0, still_steps=(np.array([1, 2, 3]), np.array([10, 10, 11])))
     x = np.concatenate([X.ravel() + rng.normal(0, 5, X.size), pb.lengths0 + 1.0])
     analytic = tf._jacobian(x, pb).toarray()
     eps = 1e-4
@@ -166,3 +168,43 @@ def test_foreshortened_depths_keep_an_unclear_side():
     truth = _truth(body="average", motion="wave", camera="front")
     kept = tf.foreshortened_depths(truth, tf.robust_lengths(truth) * 1.3, min_fraction=2.0)
     np.testing.assert_allclose(kept, truth, atol=1e-9)
+
+
+def _squat_with_pumping_depth(K, rng, num_frames=48):
+    """A squat seen from the front whose per-frame estimate slides along the camera rays: the
+    2D is right, but the whole body's depth swings by up to 25 % as the thighs foreshorten (what
+    MediaPipe does on such clips), so the planted feet slide back and forth."""
+    truth = _truth(num_frames, body="average", motion="squat", camera="front")
+    swing = 1.0 + 0.25 * np.sin(np.linspace(0.0, 2.0 * np.pi, num_frames)) ** 2
+    est = _per_frame_estimate(truth, K, rng, depth_noise_mm=20.0, px_noise=1.0)
+    return truth, est * swing[:, None, None]
+
+
+def test_still_feet_come_from_the_2d_and_a_moving_camera_has_none():
+    K = intrinsics_from_fov(*SIZE)
+    squat = project(_truth(48, body="average", motion="squat", camera="front"), K)
+    assert tf.still_feet(squat, FPS).mean() > 0.9            # planted through the squat
+    walk = project(_truth(48, body="average", motion="walk", camera="front"), K)
+    assert tf.still_feet(walk, FPS).mean() < 0.5             # feet swing through a walk
+    trunk = np.median(np.linalg.norm(squat[:, 12] - squat[:, 0], axis=-1))
+    pan = trunk * 0.6 / FPS * np.arange(48)                  # the camera pans: 0.6 trunks/s
+    panned = squat + np.stack([pan, np.zeros(48)], -1)[:, None, :]
+    assert not tf.still_feet(panned, FPS).any()
+    assert not tf.still_feet(squat[:2], FPS).any()           # too short to tell
+
+
+def test_still_feet_stop_a_pumping_depth_from_sliding_the_feet():
+    rng = np.random.default_rng(5)
+    K = intrinsics_from_fov(*SIZE)
+    truth, est = _squat_with_pumping_depth(K, rng)
+    scores = np.ones((len(truth), 134))
+    free = tf.fit_person(est, scores, K, FPS, replace(tf.DEFAULT_PARAMS, still_foot_mm=None))
+    held = tf.fit_person(est, scores, K, FPS)
+    slide = {name: np.nanmean(foot_sliding(x, truth, FPS)) for name, x in
+             (("estimate", est), ("free", free), ("held", held))}
+    assert slide["held"] < 0.3 * slide["free"], slide
+    assert slide["held"] < 0.1, slide                        # m/s
+    depth_swing = lambda X: np.ptp(X[:, 0, 2])
+    assert depth_swing(held) < 0.5 * depth_swing(free), (depth_swing(held), depth_swing(free))
+    err_2d = np.linalg.norm(project(held, K) - project(truth, K), axis=-1).mean()
+    assert err_2d < 2.5                                      # still on the 2D evidence

@@ -153,3 +153,39 @@ def acceleration_errors(pred: np.ndarray, truth: np.ndarray, fps: float) -> np.n
             return (x[2:] - 2.0 * x[1:-1] + x[:-2]) * float(fps) ** 2
         out[1:-1] = joint_errors(accel(pred), accel(truth))
     return out
+
+
+def foot_sliding(pred: np.ndarray, truth: np.ndarray, fps: float) -> np.ndarray:
+    """(T, 2) how fast the estimate's feet slide where the truth's are planted, m/s.
+
+    The truth's floor and its planted feet (SMPL ``left_foot``/``right_foot``, the balls of the
+    feet) come from :func:`scail_protocol.grounding.fit_floor`, the rule the add-on grounds takes
+    with. Frame t scores the difference between the estimated and the true foot's move from
+    frame t−1 to t along that floor (the part along the floor's normal is left out: a foot
+    lifted in place is not sliding), times fps, wherever the true foot is planted on both
+    frames. A planted foot that really creeps a little is therefore not held against the
+    estimate, and an estimate off by a constant offset scores 0.
+
+    Args:
+        pred, truth: (T, 24, 3) SMPL-24 joints, camera frame (x right, y down, z forward), mm;
+            NaN = missing.
+        fps: frames per second.
+
+    Returns:
+        (T, 2) float64 m/s, left and right foot; NaN at frame 0, where either frame is missing
+        and where the true foot is not planted on both frames.
+    """
+    from scail_protocol import grounding
+    from scail_protocol.camera import camera_to_blender
+
+    pred, truth = _check_pair(pred, truth, 3)
+    feet = list(grounding.FOOT_JOINTS)
+    out = np.full((len(pred), 2), np.nan)
+    if len(pred) < 2 or not np.isfinite(truth[:, feet]).all(-1).any():
+        return out
+    floor = grounding.fit_floor(camera_to_blender(truth), fps)
+    steps = np.diff(camera_to_blender(pred[:, feet]) - camera_to_blender(truth[:, feet]), axis=0)
+    steps -= (steps @ floor.normal)[..., None] * floor.normal           # (T-1, 2, 3) m
+    planted = floor.contacts[1:] & floor.contacts[:-1]
+    out[1:] = np.where(planted, np.linalg.norm(steps, axis=-1) * float(fps), np.nan)
+    return out
