@@ -176,8 +176,9 @@ def _pool(all_errors: list) -> dict:
     return {key: np.concatenate([e[key] for e in all_errors]) for key in all_errors[0]}
 
 
-def _print_table(rows: list, pck_mm, pck_px) -> None:
-    """Per clip and pooled; ``rows`` are (name, raw summary, smoothed summary or None)."""
+def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
+    """Per clip and pooled; ``rows`` are (name, raw summary, smoothed or fitted summary or None);
+    ``refined`` names the second kind in the PCK tables."""
     smoothed = rows[-1][2] is not None
     head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
             f"{'L/R sw%':>7} {'Accel':>6} {'Slide':>6}")
@@ -203,7 +204,7 @@ def _print_table(rows: list, pck_mm, pck_px) -> None:
         print(line)
     print()
     cols = [f"3D@{t:g}mm" for t in pck_mm] + [f"2D@{t:g}px" for t in pck_px]
-    for label, index in (("raw", 1), ("smoothed", 2)) if smoothed else (("", 1),):
+    for label, index in (("raw", 1), (refined, 2)) if smoothed else (("", 1),):
         suffix = f", {label}" if label else ""
         print(f"PCK (%) of all clips pooled, PA-aligned 3D and projected 2D{suffix}:")
         print(f"{'group':<8} " + " ".join(f"{c:>10}" for c in cols))
@@ -320,7 +321,7 @@ def main(argv=None) -> int:
           f"{args.resolution[1]} at {args.fps:g} fps"
           + ("" if strength is None else f"; smoothing strength {strength:g}")
           + (f"; whole-take fit {fit_seconds:.2f} s in all" if args.fit else ""))
-    _print_table(rows, args.pck_mm, args.pck_px)
+    _print_table(rows, args.pck_mm, args.pck_px, "fitted" if args.fit else "smoothed")
     against = [_score_against(video, reference, args, strength) for video, reference in args.against]
     if against:
         _print_against(against)

@@ -28,8 +28,10 @@ Residuals, each divided by its scale (:class:`FitParams`):
 Given a bone's two image points and its length, the depth difference of its ends is determined
 up to sign; the fit therefore turns "a depth guess per frame" into "one length per bone for the
 take", the sign coming from the estimate. Before the fit, the arms' depths are set that way
-outright where the estimate's sign is clear (:func:`foreshortened_depths`): MediaPipe gets the
-side of an arm bone right more often than its depth offset, which it underestimates. Frames
+(:func:`arm_depths`): MediaPipe states the hand's depth relative to the shoulder better than
+each bone's, so each arm's sides come from the whole arm (:func:`arm_sides`), the depths from
+the bone lengths where that side is clear (:func:`foreshortened_depths`), smoothed in time.
+Frames
 where a person is missing stay missing and break the temporal prior; long takes are solved in
 overlapping windows (:data:`WINDOW_FRAMES`) blended linearly, so memory stays bounded.
 
@@ -38,6 +40,7 @@ Measured with ``bench/accuracy.py --bodies all --fit`` (see the README's accurac
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass, replace
@@ -76,7 +79,12 @@ class FitParams:
         max_iterations: Levenberg–Marquardt iterations per window.
         foreshortening_min: an arm bone's depth comes from its length and 2D foreshortening
             (:func:`foreshortened_depths`) in frames where the estimate puts its ends more than
-            this fraction of its length apart in depth; None turns the step off.
+            this fraction of its length apart in depth; None turns the whole arm step
+            (:func:`arm_depths`) off.
+        arm_depth_gain: the estimate's hand depth relative to the shoulder, times this, picks
+            each arm's sides (:func:`arm_sides`); None keeps each bone's own side.
+        arm_smoothing_s: the arm bones' depth offsets are smoothed in time over this many
+            seconds (Gaussian sigma); None or 0 turns it off.
         still_foot_mm: a foot whose 2D point holds still (:func:`still_feet`) moves at most
             about this far in 3D between two such frames, mm; None turns the term off.
     """
@@ -89,6 +97,8 @@ class FitParams:
     length_mm: float = 40.0
     max_iterations: int = 5
     foreshortening_min: Optional[float] = 0.3
+    arm_depth_gain: Optional[float] = 1.6
+    arm_smoothing_s: Optional[float] = 0.25
     still_foot_mm: Optional[float] = 5.0
 
 
@@ -122,6 +132,9 @@ PARENTS = np.array(SMPL24_PARENTS)
 # ~0.2 mm (MediaPipe's sign for a thigh pointing at the camera is often wrong).
 ARM_BONES = tuple(SMPL24[n] for n in ("left_elbow", "right_elbow", "left_wrist", "right_wrist",
                                       "left_hand", "right_hand"))
+# (shoulder, elbow, wrist, hand) of each arm.
+ARMS = tuple(tuple(SMPL24[f"{side}_{j}"] for j in ("shoulder", "elbow", "wrist", "hand"))
+             for side in ("left", "right"))
 
 
 def joint_weights(kp2d_score: np.ndarray) -> np.ndarray:
@@ -288,7 +301,7 @@ def _depth_on_ray(ray: np.ndarray, parent: np.ndarray, length: np.ndarray,
 
 
 def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_fraction: float,
-                         bones=ARM_BONES) -> np.ndarray:
+                         bones=ARM_BONES, sides: Optional[np.ndarray] = None) -> np.ndarray:
     """The estimate with each listed bone's depth offset taken from its length and 2D length.
 
     A bone of length L whose image is shorter than L points out of the image plane by
@@ -298,7 +311,7 @@ def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_frac
     |z_child − z_parent| is under ``min_fraction``·L its side is a guess, so its offset is kept
     (from the possibly moved parent). Each child stays on its pixel's camera ray, so the 2D
     projection is unchanged; bones are processed parents first, so a moved elbow carries its
-    wrist.
+    wrist. ``sides`` may name another side than the estimate's (:func:`arm_sides`).
 
     Args:
         joints_mm: (T, 24, 3) camera-frame joints, mm, all finite, in front of the camera
@@ -306,6 +319,8 @@ def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_frac
         lengths_mm: (NUM_LENGTHS,) the take's bone lengths, mm (:func:`robust_lengths`).
         min_fraction: the trust threshold above, a fraction of L.
         bones: child-joint indices of the bones to place, parents before children.
+        sides: optional (T, 24): for each child joint, −1 (nearer the camera than its parent),
+            +1 (farther) or 0 (the estimate's side).
 
     Returns:
         (T, 24, 3) float64 joints, mm.
@@ -317,10 +332,100 @@ def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_frac
         ray = X[:, j] / X[:, j, 2:3]
         length = np.full(len(X), lengths_mm[BONE_GROUP[j]])
         offset = estimate[:, j, 2] - estimate[:, p, 2]
-        depth = _depth_on_ray(ray, X[:, p], length, nearer=offset < 0)
+        side = np.sign(offset) if sides is None else np.where(sides[:, j] != 0, sides[:, j],
+                                                               np.sign(offset))
+        depth = _depth_on_ray(ray, X[:, p], length, nearer=side < 0)
         trusted = (np.abs(offset) > min_fraction * length) & (depth > MIN_DEPTH_MM)
         X[:, j] = ray * np.where(trusted, depth, X[:, p, 2] + offset)[:, None]
     return X
+
+
+def arm_sides(joints_mm: np.ndarray, lengths_mm: np.ndarray, gain: float) -> np.ndarray:
+    """(T, 24) each arm's elbow and wrist sides, chosen from the whole arm: −1 nearer than the
+    parent, +1 farther, 0 elsewhere (the estimate's side).
+
+    Each arm bone's child lies on its pixel's ray at one of two depths for the take's bone length
+    (:func:`_depth_on_ray`). Of the eight side choices of upper arm, forearm and hand, the one
+    whose hand lands nearest ``gain`` times the estimate's hand depth relative to the shoulder
+    wins: MediaPipe states that whole-arm depth better than each bone's, though compressed
+    towards a mean pose (hence the gain). Measured on the tuning bodies, where the side matters
+    (|Δz| > 0.3 L), the upper arm's side is right in 90 % of frames instead of 69 %, the
+    forearm's in 90 % instead of 86 %. The hand keeps the estimate's own side (right in 99 %).
+
+    Args:
+        joints_mm: (T, 24, 3) camera-frame joints, mm, all finite, in front of the camera.
+        lengths_mm: (NUM_LENGTHS,) the take's bone lengths, mm.
+        gain: the factor above.
+    """
+    X = np.asarray(joints_mm, np.float64)
+    T = len(X)
+    out = np.zeros((T, NUM_JOINTS))
+    for shoulder, elbow, wrist, hand in ARMS:
+        bones = (elbow, wrist, hand)
+        rays = [X[:, j] / X[:, j, 2:3] for j in bones]
+        target = X[:, shoulder, 2] + gain * (X[:, hand, 2] - X[:, shoulder, 2])
+        best = np.full(T, np.inf)
+        for sides in itertools.product((-1.0, 1.0), repeat=3):
+            parent = X[:, shoulder]
+            for j, ray, side in zip(bones, rays, sides):
+                depth = _depth_on_ray(ray, parent, np.full(T, lengths_mm[BONE_GROUP[j]]),
+                                      nearer=np.full(T, side < 0))
+                parent = ray * np.maximum(depth, MIN_DEPTH_MM)[:, None]
+            miss = (parent[:, 2] - target) ** 2
+            better = miss < best
+            best = np.where(better, miss, best)
+            out[better, elbow], out[better, wrist] = sides[0], sides[1]
+    return out
+
+
+def arm_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, fps: float,
+               params: "FitParams") -> np.ndarray:
+    """The arms of one run of consecutive frames, placed before the fit.
+
+    1. Sides from the whole arm (:func:`arm_sides`, unless ``params.arm_depth_gain`` is None).
+    2. Depths from the bone lengths on those sides where the estimate's offset is clear
+       (:func:`foreshortened_depths`, threshold ``params.foreshortening_min``).
+    3. The elbow's and wrist's depth offsets smoothed in time (Gaussian,
+       ``params.arm_smoothing_s``): through a stretch on the wrong side the smoothed offset
+       passes through 0, the least costly guess where the side is in doubt.
+    4. The hand on the forearm's line in depth (the two bones' depth slopes correlate at 0.97
+       on the synthetic bodies; MediaPipe's hand, from its knuckle landmarks, is noisier).
+
+    Measured on the tuning bodies (average, child) these took the fit from 41.5 to 40.3 mm
+    PA-MPJPE. Every joint stays on its pixel's ray, so the 2D is unchanged.
+
+    Args:
+        joints_mm: (T, 24, 3) camera-frame joints, mm, all finite, in front of the camera; the
+            frames must be consecutive (the smoothing runs across them).
+        lengths_mm: (NUM_LENGTHS,) the take's bone lengths, mm.
+        fps: frames per second.
+        params: the fit's settings.
+
+    Returns:
+        (T, 24, 3) float64 joints, mm; only elbows, wrists and hands move.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    X = np.asarray(joints_mm, np.float64)
+    sides = None if params.arm_depth_gain is None else arm_sides(X, lengths_mm,
+                                                                 params.arm_depth_gain)
+    X = foreshortened_depths(X, lengths_mm, params.foreshortening_min, sides=sides)
+    if params.arm_smoothing_s and len(X) > 1:
+        placed = X.copy()
+        for _, elbow, wrist, _ in ARMS:
+            for j in (elbow, wrist):
+                offset = placed[:, j, 2] - placed[:, PARENTS[j], 2]
+                offset = gaussian_filter1d(offset, params.arm_smoothing_s * fps, mode="nearest")
+                X[:, j] = _on_ray_at(X[:, j], X[:, PARENTS[j], 2] + offset)
+    for _, elbow, wrist, hand in ARMS:
+        slope = (X[:, wrist, 2] - X[:, elbow, 2]) / lengths_mm[BONE_GROUP[wrist]]
+        X[:, hand] = _on_ray_at(X[:, hand], X[:, wrist, 2] + slope * lengths_mm[BONE_GROUP[hand]])
+    return X
+
+
+def _on_ray_at(points: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """(T, 3) points moved along their camera rays to ``depth`` (at least MIN_DEPTH_MM)."""
+    return points / points[:, 2:3] * np.maximum(depth, MIN_DEPTH_MM)[:, None]
 
 
 def still_feet(uv_px: np.ndarray, fps: float) -> np.ndarray:
@@ -476,7 +581,7 @@ def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps
     Frames with any missing joint (or a joint at or behind the camera) are left as they are;
     the others are fitted in runs of consecutive frames, with one set of bone lengths (the
     robust median of the whole take) as the anchor for every run, starting from the estimate
-    with its arms' depths set by :func:`foreshortened_depths`.
+    with its arms' depths set by :func:`arm_depths` (run by run).
     """
     X = np.asarray(joints_mm, np.float64)
     out = X.copy()
@@ -487,7 +592,8 @@ def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps
     lengths = robust_lengths(X[present])
     if params.foreshortening_min is not None:
         X = X.copy()
-        X[present] = foreshortened_depths(X[present], lengths, params.foreshortening_min)
+        for start, stop in _runs(present):
+            X[start:stop] = arm_depths(X[start:stop], lengths, fps, params)
     for start, stop in _runs(present):
         acc = np.zeros((stop - start, NUM_JOINTS, 3))
         total = np.zeros(stop - start)

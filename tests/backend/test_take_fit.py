@@ -170,6 +170,62 @@ def test_foreshortened_depths_keep_an_unclear_side():
     np.testing.assert_allclose(kept, truth, atol=1e-9)
 
 
+def _with_depth_offset(joints, child, offset_mm):
+    """``joints`` with one child joint moved along its camera ray to its parent's depth plus
+    ``offset_mm`` (T,), children of it left where they are."""
+    out = joints.copy()
+    z = out[:, tf.PARENTS[child], 2] + offset_mm
+    out[:, child] = out[:, child] / out[:, child, 2:3] * z[:, None]
+    return out
+
+
+def test_arm_sides_come_from_the_whole_arm_where_the_elbow_is_wrong():
+    """MediaPipe's habit: the elbow on the wrong side while the hand's depth relative to the
+    shoulder is about right (compressed). The whole-arm choice puts the elbow back."""
+    truth = _truth(48, body="average", motion="squat", camera="front")
+    lengths = tf.robust_lengths(truth)
+    gain = tf.DEFAULT_PARAMS.arm_depth_gain
+    est = truth.copy()
+    for shoulder, elbow, wrist, hand in tf.ARMS:
+        true_dz = {j: truth[:, j, 2] - truth[:, tf.PARENTS[j], 2] for j in (elbow, wrist, hand)}
+        # elbow flipped and compressed; the wrist makes up for the flip, so the hand's depth
+        # relative to the shoulder stays the truth's / gain
+        est = _with_depth_offset(est, elbow, -true_dz[elbow] / gain)
+        est = _with_depth_offset(est, wrist, (true_dz[wrist] + 2.0 * true_dz[elbow]) / gain)
+        est = _with_depth_offset(est, hand, true_dz[hand] / gain)
+    sides = tf.arm_sides(est, lengths, gain)
+    for shoulder, elbow, wrist, hand in tf.ARMS:
+        true_dz = truth[:, elbow, 2] - truth[:, shoulder, 2]
+        clear = np.abs(true_dz) > 0.3 * lengths[tf.BONE_GROUP[elbow]]
+        assert clear.sum() >= 20
+        own_sides = np.sign(est[:, elbow, 2] - est[:, shoulder, 2])
+        assert (own_sides[clear] != np.sign(true_dz[clear])).all()      # the estimate: wrong
+        assert (sides[clear, elbow] == np.sign(true_dz[clear])).mean() > 0.9, elbow
+    assert (sides[:, [j for j in range(24) if j not in (18, 19, 20, 21)]] == 0).all()
+
+
+def test_arm_depths_keep_the_2d_smooth_the_arms_and_put_the_hand_on_the_forearm():
+    rng = np.random.default_rng(6)
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(48, body="average", motion="wave", camera="three_quarter")
+    lengths = tf.robust_lengths(truth)
+    est = truth.copy()
+    for _, elbow, wrist, hand in tf.ARMS:            # per-frame depth jitter on every arm bone
+        for j in (elbow, wrist, hand):
+            dz = est[:, j, 2] - est[:, tf.PARENTS[j], 2] + rng.normal(0.0, 40.0, len(est))
+            est = _with_depth_offset(est, j, dz)
+    smooth = tf.arm_depths(est, lengths, FPS, tf.DEFAULT_PARAMS)
+    rough = tf.arm_depths(est, lengths, FPS, replace(tf.DEFAULT_PARAMS, arm_smoothing_s=None))
+    np.testing.assert_allclose(project(smooth, K), project(est, K), atol=1e-6)
+    jerk = lambda X, j: np.abs(np.diff(X[:, j, 2] - X[:, tf.PARENTS[j], 2], 2)).mean()
+    for _, elbow, wrist, hand in tf.ARMS:
+        assert jerk(smooth, wrist) < 0.5 * jerk(rough, wrist)
+        slope = lambda a, b, X=smooth: (X[:, b, 2] - X[:, a, 2]) / lengths[tf.BONE_GROUP[b]]
+        np.testing.assert_allclose(slope(wrist, hand), slope(elbow, wrist), atol=1e-9)
+    untouched = [j for j in range(24) if j not in tf.ARM_BONES]
+    np.testing.assert_array_equal(smooth[:, untouched], est[:, untouched])
+
+
 def _squat_with_pumping_depth(K, rng, num_frames=48):
     """A squat seen from the front whose per-frame estimate slides along the camera rays: the
     2D is right, but the whole body's depth swings by up to 25 % as the thighs foreshorten (what
