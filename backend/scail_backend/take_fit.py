@@ -31,9 +31,8 @@ take", the sign coming from the estimate. Before the fit, the arms' depths are s
 (:func:`arm_depths`): MediaPipe states the hand's depth relative to the shoulder better than
 each bone's, so each arm's sides come from the whole arm (:func:`arm_sides`), the depths from
 the bone lengths where that side is clear (:func:`foreshortened_depths`), smoothed in time.
-Frames
-where a person is missing stay missing and break the temporal prior; long takes are solved in
-overlapping windows (:data:`WINDOW_FRAMES`) blended linearly, so memory stays bounded.
+Frames where a person is missing stay missing and break the temporal prior; long takes are
+solved in overlapping windows (:data:`WINDOW_FRAMES`) blended linearly, so memory stays bounded.
 
 Measured with ``bench/accuracy.py --bodies all --fit`` (see the README's accuracy table).
 """
