@@ -226,6 +226,34 @@ def test_arm_depths_keep_the_2d_smooth_the_arms_and_put_the_hand_on_the_forearm(
     np.testing.assert_array_equal(smooth[:, untouched], est[:, untouched])
 
 
+def test_thighs_pointing_at_the_camera_go_in_front():
+    """MediaPipe's squat seen from the front: the thighs flat in depth. Anatomy puts the knees
+    back in front; ankles and feet move with them; the 2D does not move."""
+    K = intrinsics_from_fov(*SIZE)
+    truth = _truth(48, body="average", motion="squat", camera="front")
+    lengths = tf.robust_lengths(truth)
+    flat = truth.copy()
+    for hip, knee, ankle, foot in tf.LEGS:
+        shift = flat[:, hip, 2] - flat[:, knee, 2]            # knee level with the hip in depth
+        for j in (knee, ankle, foot):
+            flat = _with_depth_offset(flat, j, flat[:, j, 2] + shift - flat[:, tf.PARENTS[j], 2])
+    fixed = tf.thigh_sides(flat, lengths, tf.DEFAULT_PARAMS.thigh_out_of_plane)
+    np.testing.assert_allclose(project(fixed, K), project(flat, K), atol=1e-6)
+    legs = [j for leg in tf.LEGS for j in leg[1:]]
+    before = np.abs(flat[:, legs, 2] - truth[:, legs, 2]).mean()
+    after = np.abs(fixed[:, legs, 2] - truth[:, legs, 2]).mean()
+    assert after < 0.2 * before, (before, after)
+    others = [j for j in range(24) if j not in legs]
+    np.testing.assert_array_equal(fixed[:, others], flat[:, others])
+
+
+@pytest.mark.parametrize("motion, camera", [("walk", "side_left"), ("wave", "front")])
+def test_thighs_near_the_image_plane_or_seen_side_on_keep_their_side(motion, camera):
+    truth = _truth(48, body="average", motion=motion, camera=camera)
+    fixed = tf.thigh_sides(truth, tf.robust_lengths(truth), tf.DEFAULT_PARAMS.thigh_out_of_plane)
+    np.testing.assert_allclose(fixed, truth, atol=1e-6)
+
+
 def _squat_with_pumping_depth(K, rng, num_frames=48):
     """A squat seen from the front whose per-frame estimate slides along the camera rays: the
     2D is right, but the whole body's depth swings by up to 25 % as the thighs foreshorten (what
