@@ -34,8 +34,12 @@ With ``--overlap`` each clip's estimate and its truth are also rendered (the cap
 skeleton, without the 2D overlay) and compared frame by frame (``render.overlap``): FG IoU is
 the foreground overlap, Limb IoU the mean overlap of the arm and leg segments told apart by
 colour; pooled rows average the clips. ``--against VIDEO REFERENCE`` (repeatable) runs the
-estimator on a real clip the way ``scail-pose run`` does and scores its rendering against a
-rendering of the same clip the user has from elsewhere (the original GPU pipeline's, say).
+estimator on a real clip the way ``scail-pose run`` does and scores its rendering (with the 2D
+hands/face overlay, as ``run`` writes it) against a rendering of the same clip the user has
+from elsewhere, made the same way (the original GPU pipeline's rendered video, say). Those
+figures include the overlay, so they are not comparable with ``--overlap``'s.
+
+Units: MPJPE and PA-MPJPE mm, 2D px, L/R sw % of frames, Accel m/s², Slide m/s, IoU 0-1.
 
 All 24 SMPL joints are scored. Frames without a detection count against "detected" only.
 
@@ -188,7 +192,7 @@ def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
     if smoothed:
         head += f" | {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} {'Accel':>6} {'Slide':>6}"
         head += f" {'FG IoU':>6} {'Limb':>6}" if overlap else ""
-        head += "  (smoothed or fitted)"
+        head += f"  ({refined})"
     print(head)
     print("-" * len(head))
     for name, s, sm in rows:
@@ -216,7 +220,8 @@ def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="folder of rendered clips")
     parser.add_argument("--estimator", default="mediapipe",
                         help="estimator name (default mediapipe)")

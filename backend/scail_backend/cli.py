@@ -55,10 +55,20 @@ def _positive_int(text: str) -> int:
 
 # --- render (issue 2) --------------------------------------------------------------------------
 
+RENDER_EPILOG = """\
+examples:
+  scail-pose render clip/poses.npz -o clip/rendered.mp4
+  scail-pose render clip/poses.npz -o capsules.mp4 --no-overlay      # 3D capsules only
+  scail-pose render scail_demo/truth.npz -o truth.mp4               # a synthetic clip's truth
+  scail-pose render clip/poses.npz -o clip/rendered.mp4 --frames clip/frames   # + PNG frames
+"""
+
+
 def _add_render(sub) -> None:
     p = sub.add_parser("render", help="render a PoseSequence (.npz) to the conditioning video",
                        description="Render poses to the SCAIL conditioning video: 3D capsules "
-                                   "plus the 2D hands/face overlay, H.264 .mp4 at 16 fps.")
+                                   "plus the 2D hands/face overlay, H.264 .mp4 at 16 fps.",
+                       epilog=RENDER_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("poses", type=Path, metavar="POSES.npz", help="PoseSequence file")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4",
                    help="video to write (its folder must exist)")
@@ -92,8 +102,8 @@ def cmd_render(args) -> int:
                                  overlay=args.overlay, progress=progress)
     finally:
         progress.close()
-    log.info("rendered %d frames (%dx%d) on %s in %.1f s", report.frames, *report.size,
-             report.arch, report.seconds)
+    log.info("rendered %d frames (%dx%d, width x height) on %s in %.1f s", report.frames,
+             report.size[1], report.size[0], report.arch, report.seconds)
     print(report.path)
     if report.frames_dir is not None:
         print(report.frames_dir)

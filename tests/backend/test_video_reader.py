@@ -271,6 +271,7 @@ def test_truncated_video_yields_what_decodes_and_warns(tmp_path, caplog):
     assert 0 < len(frames) < 20
     assert any("truncated" in p for p in source.problems)
     assert "truncated" in caplog.text
+    assert caplog.text.count("damaged or truncated") == 1   # said once, however it shows
 
 
 def test_corrupt_middle_keeps_decoding(tmp_path):

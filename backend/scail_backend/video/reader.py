@@ -106,8 +106,10 @@ class VideoSource:
             self.frames_read += 1
             yield frame
         if self.num_frames_exact and 0 < self.frames_read < (self.num_frames or 0):
+            said = any("damaged or truncated" in problem for problem in self.problems)
             self.problems.append(f"decoded {self.frames_read} of the {self.num_frames} frames "
-                                 f"the file announces: the file is damaged or truncated")
+                                 f"the file announces" + ("" if said else
+                                                          ": the file is damaged or truncated"))
         if self.frames_read == 0:
             detail = f" ({'; '.join(self.problems)})" if self.problems else ""
             raise VideoError(f"{self.path}: no frame could be decoded{detail}")
