@@ -202,6 +202,7 @@ class _Graph:
     def reset(self) -> None:
         self._solution.reset()
         self._last_frame = None
+        self._started = False  # a reset graph starts its calculators (and their chatter) again
 
     def close(self) -> None:
         self._solution.close()
