@@ -685,7 +685,8 @@ never warnings or errors.
 exit codes: 0 done; 2 an error, said in one line (nothing is half-written, no input is ever
 overwritten); 3 nobody was found in any frame (outputs written, poses all missing);
 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (the command stops and removes its temporary files;
-`serve` shuts down cleanly on any of them and exits 0).
+`serve` shuts down cleanly on any of them and exits 0); 141 the reader of its output went
+away (`| head`), said nowhere.
 """
 
 
@@ -773,6 +774,32 @@ def check_options(args) -> None:
         options.check_arch(args.arch)
 
 
+def _os_error(command: str, e: OSError) -> int:
+    log.debug("OS error", exc_info=True)
+    where = f"{e.filename}: " if e.filename else ""
+    print(f"scail-pose {command}: error: {where}{describe_os_error(e)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _stdout_gone() -> bool:
+    """True when standard output is a pipe whose reader has gone away (poll reports an error on
+    it); it is then pointed at /dev/null so that the interpreter's final flush is quiet too."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        return True
+    except (OSError, ValueError, AttributeError):  # no real stdout (embedded interpreters)
+        return False
+
+
 def main(argv=None) -> int:
     """Run ``scail-pose`` with ``argv`` (default: the process's); returns the exit code."""
     parser = build_parser()
@@ -787,12 +814,12 @@ def main(argv=None) -> int:
         except ScailError as e:
             print(f"scail-pose {args.command}: error: {e}", file=sys.stderr)
             return EXIT_ERROR
+        except BrokenPipeError as e:
+            if _stdout_gone():  # `scail-pose ... | head`: the reader has what it wanted
+                return signals.EXIT_SIGPIPE
+            return _os_error(args.command, e)
         except OSError as e:  # the boundary: what the OS refused, in one line
-            log.debug("OS error", exc_info=True)
-            where = f"{e.filename}: " if e.filename else ""
-            print(f"scail-pose {args.command}: error: {where}{describe_os_error(e)}",
-                  file=sys.stderr)
-            return EXIT_ERROR
+            return _os_error(args.command, e)
         except KeyboardInterrupt as e:
             print(f"scail-pose {args.command}: {signals.describe(e)}", file=sys.stderr)
             code = signals.exit_code(e)

@@ -14,6 +14,7 @@ import threading
 from contextlib import contextmanager
 
 EXIT_SIGINT = 128 + signal.SIGINT  # 130
+EXIT_SIGPIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a reader that went away
 
 
 class Terminated(KeyboardInterrupt):

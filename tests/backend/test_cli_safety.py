@@ -315,3 +315,14 @@ def test_smooth_help_and_its_error_name_the_same_choices(command, capsys):
     with pytest.raises(SystemExit) as info:
         main(["-q", *command, "clip.mp4", "--smooth", "banana"])
     assert info.value.code == EXIT_ERROR and strength_choices() in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_sigpipes_code():
+    """`scail-pose ... | head`: once the reader has gone there is nobody to tell, so no
+    'Broken pipe' error line; the exit code is the shell's for SIGPIPE."""
+    proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "synth", "--list"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()                      # the reader leaves before anything is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 141, err
+    assert err == ""

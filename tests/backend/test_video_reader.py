@@ -317,3 +317,12 @@ def test_memory_stays_bounded_while_streaming(tmp_path):
     assert count == frames
     # Holding the clip would need frames x 1.4 MB = 206 MB; streaming holds a few frames.
     assert peak < 6 * frame_bytes, f"peak traced memory {peak / 1e6:.1f} MB"
+
+
+def test_a_poses_file_given_as_the_video_names_the_command_that_renders_it(tmp_path):
+    from scail_backend.render.samples import walking_sequence
+
+    poses = tmp_path / "poses.npz"
+    walking_sequence(2).save(poses)
+    with pytest.raises(VideoError, match="is a poses file, not a video.*scail-pose render"):
+        open_video(poses)

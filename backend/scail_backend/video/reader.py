@@ -33,7 +33,7 @@ from typing import Iterator, List, Optional
 
 import numpy as np
 
-from scail_protocol.contract import OUTPUT_FPS
+from scail_protocol.contract import OUTPUT_FPS, POSES_SUFFIX
 from scail_protocol.errors import VideoError
 
 from . import animated
@@ -200,6 +200,9 @@ def _open_video_file(path: Path, resolution) -> VideoSource:
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError, ValueError) as e:
+        if path.suffix.lower() == POSES_SUFFIX:
+            raise VideoError(f"{path} is a poses file, not a video: `scail-pose render` turns "
+                             "it into the conditioning video") from None
         raise VideoError(f"{path} is not a readable video ({_reason(e)}): not a video, or "
                          f"damaged or truncated; {VIDEO_HINT}") from None
     with container:
