@@ -25,9 +25,9 @@ import pytest
 from scail_backend.batch.clipdir import finished, prepare, remove_partial
 from scail_backend.batch.inputs import BatchInputError, Clip, discover
 from scail_backend.batch.report import Report, latest, read_report
-from scail_backend.batch.resources import (estimation_device, estimation_resources,
-                                           fit_workers, local_cpus, render_arch,
-                                           render_resources)
+from scail_backend.batch.resources import (batch_estimator, estimation_device,
+                                           estimation_resources, fit_workers, local_cpus,
+                                           render_arch, render_resources)
 from scail_backend.cli import main
 from scail_protocol.errors import ScailError
 from scail_protocol.sequence import PoseSequence
@@ -200,6 +200,15 @@ def test_estimation_asks_for_a_gpu_only_for_a_gpu_estimator_on_a_gpu_cluster(
         estimator, cluster_gpus, workers, gpus):
     assert estimation_resources(estimator, cluster_gpus, workers=workers) == {
         "num_cpus": 1, "num_gpus": gpus}
+
+
+def test_a_manifest_row_that_switches_a_clip_to_nlf_sizes_the_actors_for_it():
+    """A batch defaulting to mediapipe whose manifest sends one clip to nlf: the actors must
+    ask for the GPU that clip will use."""
+    assert batch_estimator({"estimator": "mediapipe"}, [None, "nlf", "mediapipe"]) == "nlf"
+    assert batch_estimator({"estimator": "mediapipe"}, [None, "mediapipe"]) == "mediapipe"
+    assert batch_estimator({"estimator": "nlf"}, ["mediapipe"]) == "nlf"
+    assert batch_estimator({"estimator": "mediapipe"}) == "mediapipe"
 
 
 def test_explicit_gpu_requests_and_the_cpu_device():

@@ -1,7 +1,8 @@
 """What each part of a batch asks Ray for.
 
 * **Estimation** runs in actors (models loaded once per worker): one CPU each, plus one GPU when
-  the estimator uses one (``nlf``) and the cluster has GPUs, shared when there are fewer GPUs
+  the estimator uses one (``nlf``: the batch's own, or any clip's from its manifest row) and the
+  cluster has GPUs, shared when there are fewer GPUs
   than workers (``--gpus-per-worker`` overrides the GPU count; 0.5 puts two workers on one
   GPU). An actor given no GPU runs its estimator on the CPU. Actors hold their CPU for the whole
   batch, so a cluster gets at most (its CPUs - 1) of them: a CPU stays for the render tasks.
@@ -108,3 +109,12 @@ def estimator_name(defaults: dict) -> str:
     except ScailError:
         return name
     return chosen
+
+
+def batch_estimator(defaults: dict, clip_estimators=()) -> str:
+    """The estimator that sizes the batch's estimation actors: a GPU one (``nlf``) when the
+    batch's default or any clip's own (a manifest row's ``estimator``) is one, so that such a
+    clip gets its GPU even in a batch that defaults to ``mediapipe``; else the default."""
+    names = [estimator_name(defaults)]
+    names += [estimator_name(dict(defaults, estimator=name)) for name in clip_estimators if name]
+    return next((name for name in names if name in GPU_ESTIMATORS), names[0])

@@ -39,7 +39,7 @@ from .progress import ClipEvents, FrameProgress
 from .raysession import import_ray, signal_interrupt, start_ray
 from .render import render_clip
 from .report import DONE, FAILED, SKIPPED, Report, Summary
-from .resources import estimation_device, estimation_resources, estimator_name, fit_workers
+from .resources import batch_estimator, estimation_device, estimation_resources, fit_workers
 from .worker import ESTIMATED, ClipEstimator
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _run_on_ray(clips: List[Clip], out_dir: Path, options: BatchOptions, default
     try:
         workers = fit_workers(min(options.workers, len(clips)),
                               ray.cluster_resources().get("CPU", 0))
-        resources = _estimation_resources(ray, workers, options, defaults)
+        resources = _estimation_resources(ray, workers, options, defaults, clips)
         frames = FrameProgress(events)
         actor_defaults = dict(defaults, device=estimation_device(defaults.get("device"),
                                                                  resources))
@@ -192,10 +192,13 @@ def _run_on_ray(clips: List[Clip], out_dir: Path, options: BatchOptions, default
             remove_partial(folder)
 
 
-def _estimation_resources(ray, workers: int, options: BatchOptions, defaults: dict) -> dict:
-    """An estimation actor's Ray resources on this cluster (``resources``)."""
+def _estimation_resources(ray, workers: int, options: BatchOptions, defaults: dict,
+                          clips: List[Clip]) -> dict:
+    """An estimation actor's Ray resources on this cluster (``resources``), sized for the most
+    demanding estimator among the clips."""
+    estimator = batch_estimator(defaults, [clip.options.get("estimator") for clip in clips])
     resources = estimation_resources(
-        estimator_name(defaults), float(ray.cluster_resources().get("GPU", 0)),
+        estimator, float(ray.cluster_resources().get("GPU", 0)),
         workers=workers, gpus_per_worker=options.gpus_per_worker,
         device=defaults.get("device"))
     log.info("batch: estimation actors ask for %g CPU and %g GPU each; render tasks for 1 CPU",
