@@ -70,7 +70,7 @@ class SCAIL_PG_settings(bpy.types.PropertyGroup):
                                        "frames; longer gaps stay missing (0 = off)")
     use_take_fit: BoolProperty(name="Whole-Take Fit", default=False,
                                description="One skeleton for the take, posed to the 2D "
-                                           "evidence (less jitter)")
+                                           "evidence (less jitter, planted feet stay put)")
     use_foot_lock: BoolProperty(name="Lock Feet", default=False,
                                 description="Keep feet that touch the ground in place "
                                             "(pinned while in contact, blended in and out)")
