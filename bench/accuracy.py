@@ -135,20 +135,23 @@ def score_clip(pred, truth) -> dict:
     return errors
 
 
-def rendering_overlap(pred, truth) -> dict:
-    """One-entry arrays ``fg_iou`` and ``limb_iou``: the estimate's rendering against the
-    truth's (capsules only, each with its own K), pooled over the clip's frames."""
+def rendering_overlaps(truth, *preds) -> list:
+    """Per estimate, one-entry arrays ``fg_iou`` and ``limb_iou``: its rendering against the
+    truth's (capsules only, each with its own K), pooled over the clip's frames. The truth is
+    rendered once for all of them."""
     from scail_backend.render.overlap import OverlapCounter
     from scail_backend.render.pipeline import iter_rendered_frames
 
-    counter = OverlapCounter()
-    if pred.num_people and pred.num_frames == truth.num_frames:
-        person = pred.people([_best_person(pred, truth)])
-        for ours, reference in zip(iter_rendered_frames(person, overlay=False),
-                                   iter_rendered_frames(truth, overlay=False)):
-            counter.add(ours, reference)
-    result = counter.result()
-    return {"fg_iou": np.array([result.foreground_iou]), "limb_iou": np.array([result.limb_iou])}
+    scored = [p for p in preds if p.num_people and p.num_frames == truth.num_frames]
+    counters = {id(p): OverlapCounter() for p in scored}
+    streams = [iter_rendered_frames(p.people([_best_person(p, truth)]), overlay=False)
+               for p in scored]
+    for reference, *ours in zip(iter_rendered_frames(truth, overlay=False), *streams):
+        for pred, frame in zip(scored, ours):
+            counters[id(pred)].add(frame, reference)
+    results = [counters.get(id(p), OverlapCounter()).result() for p in preds]
+    return [{"fg_iou": np.array([r.foreground_iou]), "limb_iou": np.array([r.limb_iou])}
+            for r in results]
 
 
 def summarise(errors: dict, pck_mm, pck_px) -> dict:
@@ -303,9 +306,10 @@ def main(argv=None) -> int:
             fit_seconds += time.perf_counter() - started
         smoothed = None if refined is None else score_clip(refined, truth)
         if args.overlap:
-            errors.update(rendering_overlap(pred, truth))
+            overlaps = rendering_overlaps(truth, pred, *([refined] if refined is not None else []))
+            errors.update(overlaps[0])
             if refined is not None:
-                smoothed.update(rendering_overlap(refined, truth))
+                smoothed.update(overlaps[1])
         all_errors.append(errors)
         all_smoothed.append(smoothed)
         by_motion.setdefault(motion, []).append((errors, smoothed))

@@ -39,6 +39,7 @@ import numpy as np
 
 from scail_protocol import joints as J
 from scail_protocol.camera import project
+from scail_protocol.runs import bridge_gaps, drop_short_runs, true_runs
 from scail_protocol.sequence import PoseSequence
 
 log = logging.getLogger(__name__)
@@ -211,8 +212,8 @@ def contacts(foot_mm: np.ndarray, coef: np.ndarray, fps: float,
         low = _height(foot, coef) < params.contact_height_mm
         slow = speed < params.contact_speed_mm_s
     planted = present & low & slow
-    planted = _bridge(planted, 1) & present
-    return _drop_short(planted, int(params.min_contact_frames))
+    planted = bridge_gaps(planted, 1) & present
+    return drop_short_runs(planted, int(params.min_contact_frames))
 
 
 def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -229,30 +230,6 @@ def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
     return np.where(ok[:, None], out, np.nan)
 
 
-def _runs(mask: np.ndarray) -> list:
-    """[(start, stop)) of the True runs of a 1D bool array."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return list(zip(edges[::2], edges[1::2]))
-
-
-def _bridge(mask: np.ndarray, gap: int) -> np.ndarray:
-    out = mask.copy()
-    runs = _runs(mask)
-    for (_, stop), (start, _) in zip(runs[:-1], runs[1:]):
-        if start - stop <= gap:
-            out[stop:start] = True
-    return out
-
-
-def _drop_short(mask: np.ndarray, min_frames: int) -> np.ndarray:
-    out = mask.copy()
-    for start, stop in _runs(mask):
-        if stop - start < min_frames:
-            out[start:stop] = False
-    return out
-
-
 # --- foot locking: pins and IK -------------------------------------------------------------------
 
 def pin_offsets(foot_mm: np.ndarray, planted: np.ndarray, blend_frames: int) -> np.ndarray:
@@ -266,7 +243,7 @@ def pin_offsets(foot_mm: np.ndarray, planted: np.ndarray, blend_frames: int) -> 
     T = len(foot)
     offset = np.zeros((T, 3))
     weight = np.zeros(T)
-    for start, stop in _runs(planted):
+    for start, stop in true_runs(planted):
         pin = np.nanmean(foot[start:stop], axis=0)
         lo, hi = max(start - blend_frames, 0), min(stop + blend_frames, T)
         t = np.arange(lo, hi)

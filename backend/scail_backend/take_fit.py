@@ -50,6 +50,7 @@ import numpy as np
 from scipy import sparse
 
 from scail_protocol.joints import OPENPOSE18, SMPL24, SMPL24_NAMES, SMPL24_PARENTS
+from scail_protocol.runs import drop_short_runs, true_runs
 from scail_protocol.sequence import PoseSequence
 
 log = logging.getLogger(__name__)
@@ -289,23 +290,28 @@ def robust_lengths(joints_mm: np.ndarray) -> np.ndarray:
     return out
 
 
-def _depth_on_ray(ray: np.ndarray, parent: np.ndarray, length: np.ndarray,
-                  nearer: np.ndarray) -> np.ndarray:
-    """(T,) depth z of the point z·ray at distance ``length`` from ``parent``.
+def _ray_roots(ray: np.ndarray, parent: np.ndarray, length: np.ndarray) -> tuple:
+    """((T,), (T,)) the near and far depths z of the points z·ray at ``length`` from ``parent``.
 
     Solves |z·r − P|² = L² (r = K⁻¹(u, v, 1), so z is the camera-frame depth):
-    z = (r·P ± √((r·P)² − |r|²(|P|² − L²))) / |r|², taking the nearer root where ``nearer``.
-    Where the ray misses the sphere (the 2D bone is longer than L), both roots become the point of
-    the ray closest to P.
+    z = (r·P ∓ √((r·P)² − |r|²(|P|² − L²))) / |r|². Where the ray misses the sphere (the 2D bone
+    is longer than L), both roots become the point of the ray closest to P.
 
     Args:
-        ray: (T, 3) rays with z = 1; parent: (T, 3) mm; length: (T,) mm; nearer: (T,) bool.
+        ray: (T, 3) rays with z = 1; parent: (T, 3) mm; length: (T,) mm.
     """
     a = (ray * ray).sum(-1)
     b = (ray * parent).sum(-1)
     c = (parent * parent).sum(-1) - length ** 2
     half_gap = np.sqrt(np.maximum(b * b - a * c, 0.0)) / a
-    return b / a + np.where(nearer, -half_gap, half_gap)
+    return b / a - half_gap, b / a + half_gap
+
+
+def _depth_on_ray(ray: np.ndarray, parent: np.ndarray, length: np.ndarray,
+                  nearer: np.ndarray) -> np.ndarray:
+    """(T,) the near root of :func:`_ray_roots` where ``nearer`` ((T,) bool), else the far one."""
+    near, far = _ray_roots(ray, parent, length)
+    return np.where(nearer, near, far)
 
 
 def foreshortened_depths(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_fraction: float,
@@ -480,12 +486,11 @@ def thigh_sides(joints_mm: np.ndarray, lengths_mm: np.ndarray, min_sine: float) 
     for hip, knee, ankle, foot in LEGS:
         length = np.full(T, lengths_mm[BONE_GROUP[knee]])
         ray = X[:, knee] / X[:, knee, 2:3]
-        near = ray * _depth_on_ray(ray, X[:, hip], length, np.ones(T, bool))[:, None]
-        far = ray * _depth_on_ray(ray, X[:, hip], length, np.zeros(T, bool))[:, None]
-        apart = ((near - far) * facing).sum(-1)          # > 0: the near knee is the front one
-        out_of_plane = (far[:, 2] - near[:, 2]) / 2.0 / length
-        settled = (out_of_plane > min_sine) & (np.abs(apart) > length) & (near[:, 2] > MIN_DEPTH_MM)
-        depth = np.where(apart > 0, near[:, 2], far[:, 2])
+        near, far = _ray_roots(ray, X[:, hip], length)
+        apart = ((near - far) * (ray * facing).sum(-1))   # > 0: the near knee is the front one
+        out_of_plane = (far - near) / 2.0 / length
+        settled = (out_of_plane > min_sine) & (np.abs(apart) > length) & (near > MIN_DEPTH_MM)
+        depth = np.where(apart > 0, near, far)
         shift = np.where(settled, depth - X[:, knee, 2], 0.0)
         for j in (knee, ankle, foot):
             X[:, j] = _on_ray_at(X[:, j], X[:, j, 2] + shift)
@@ -522,11 +527,7 @@ def still_feet(uv_px: np.ndarray, fps: float) -> np.ndarray:
     feet = uniform_filter1d(uv[:, list(STILL_FEET)], 3, axis=0, mode="nearest")
     speed = np.linalg.norm(np.gradient(feet, axis=0), axis=-1) * float(fps)   # px/s
     still = speed < STILL_TRUNKS_PER_S * trunk
-    for k in range(2):
-        for start, stop in _runs(still[:, k]):
-            if stop - start < STILL_MIN_FRAMES:
-                still[start:stop, k] = False
-    return still
+    return np.stack([drop_short_runs(still[:, k], STILL_MIN_FRAMES) for k in range(2)], -1)
 
 
 def _still_steps(uv_px: np.ndarray, fps: float) -> tuple:
@@ -629,12 +630,6 @@ def _solve_damped(H: sparse.coo_matrix, g: np.ndarray, damping: np.ndarray, n: i
     return np.concatenate([step_joints, step_len])
 
 
-def _runs(present: np.ndarray) -> list:
-    """[(start, stop)] of the runs of True in a (T,) mask."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], present.astype(np.int8), [0]])))
-    return list(zip(edges[::2], edges[1::2]))
-
-
 def _windows(start: int, stop: int) -> list:
     if stop - start <= WINDOW_FRAMES:
         return [(start, stop)]
@@ -660,15 +655,13 @@ def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps
         return out
     weights = joint_weights(kp2d_score)
     lengths = robust_lengths(X[present])
-    if params.foreshortening_min is not None:
-        X = X.copy()
-        for start, stop in _runs(present):
+    X = X.copy()
+    for start, stop in true_runs(present):   # limbs placed run by run (they smooth over time)
+        if params.foreshortening_min is not None:
             X[start:stop] = arm_depths(X[start:stop], lengths, fps, params)
-    if params.thigh_out_of_plane is not None:
-        X = X.copy()
-        for start, stop in _runs(present):
+        if params.thigh_out_of_plane is not None:
             X[start:stop] = thigh_sides(X[start:stop], lengths, params.thigh_out_of_plane)
-    for start, stop in _runs(present):
+    for start, stop in true_runs(present):
         acc = np.zeros((stop - start, NUM_JOINTS, 3))
         total = np.zeros(stop - start)
         for a, b in _windows(start, stop):

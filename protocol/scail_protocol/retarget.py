@@ -38,6 +38,7 @@ import numpy as np
 from . import joints as J
 from .errors import ScailError
 from .rotations import make_continuous, matrix_to_quat
+from .runs import true_runs
 
 PELVIS = J.SMPL24["pelvis"]
 LEGS = ((J.SMPL24["left_hip"], J.SMPL24["left_knee"], J.SMPL24["left_ankle"]),
@@ -364,13 +365,6 @@ def root_trajectory(source_root: np.ndarray, *, ratio: float, target_start: np.n
     return out
 
 
-def contact_segments(contact: np.ndarray) -> list:
-    """[(start, stop)] runs of True in a (T,) bool array (stop exclusive)."""
-    c = np.concatenate([[False], np.asarray(contact, bool), [False]])
-    edges = np.flatnonzero(np.diff(c.astype(np.int8)))
-    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
-
-
 def planted_targets(points: np.ndarray, contact: np.ndarray, floor_z: float,
                     blend_frames: int = CONTACT_BLEND_FRAMES) -> tuple:
     """Where a planted foot point should be, and how strongly, on every frame.
@@ -389,7 +383,7 @@ def planted_targets(points: np.ndarray, contact: np.ndarray, floor_z: float,
     T = len(points)
     goal = np.array(points, np.float64)
     weight = np.zeros(T)
-    for start, stop in contact_segments(contact):
+    for start, stop in true_runs(contact):
         plant = np.array([*points[start:stop, :2].mean(axis=0), floor_z])
         lo, hi = max(0, start - blend_frames), min(T, stop + blend_frames)
         frames = np.arange(lo, hi)

@@ -23,7 +23,7 @@ import pytest
 import rigs
 import walk
 from addon_helpers import run_with_rigify
-from scail_protocol.retarget import contact_segments
+from scail_protocol.runs import true_runs
 
 bpy = pytest.importorskip("bpy")
 
@@ -155,7 +155,7 @@ def _measure_feet(scene, rig, result, planted) -> dict:
         on = planted[:, side] & result.contacts[:, side]
         count = min(count, int(on.sum())) if side else int(on.sum())
         height = max(height, float(np.abs(ball[on, 2] - rest_z).max()))
-        for start, stop in contact_segments(on):
+        for start, stop in true_runs(on):
             slide = max(slide, float(np.ptp(ball[start:stop, :2], axis=0).max()))
     return {"planted_frames": count, "floor_m": height, "slide_m": slide,
             "unreachable": result.unreachable}

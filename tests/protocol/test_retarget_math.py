@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scail_protocol import retarget as R
+from scail_protocol.runs import true_runs
 
 
 @pytest.mark.parametrize("scale", [1.0, 1e-7])
@@ -91,7 +92,7 @@ def test_planted_targets_hold_each_contact_run_still_on_the_floor():
     contact = np.zeros(T, bool)
     contact[10:20] = True
     goal, weight = R.planted_targets(points, contact, floor_z=0.0, blend_frames=3)
-    assert R.contact_segments(contact) == [(10, 20)]
+    assert true_runs(contact) == [(10, 20)]
     np.testing.assert_allclose(goal[10:20], np.broadcast_to([points[10:20, 0].mean(), 0, 0], (10, 3)))
     assert weight[10:20].min() == 1.0 and weight[:7].max() == 0.0 and weight[23:].max() == 0.0
     assert 0 < weight[8] < weight[9] < 1  # eases in

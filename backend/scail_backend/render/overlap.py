@@ -162,8 +162,9 @@ def compare_renderings(ours, reference) -> Overlap:
     """
     from scail_backend.video.reader import open_video
 
-    ours_video = open_video(Path(ours))
-    reference_video = open_video(Path(reference), resolution=_landscape(ours_video.size))
+    size = _landscape(open_video(Path(ours)).source_size)   # ours as it is, not resized
+    ours_video = open_video(Path(ours), resolution=size)
+    reference_video = open_video(Path(reference), resolution=size)
     counter = OverlapCounter()
     for a, b in zip(ours_video, reference_video):
         counter.add(a, b)
