@@ -347,7 +347,7 @@ def _score_against(video: Path, reference: Path, args, strength) -> dict:
     import tempfile
 
     from scail_backend.pipeline import extract_video
-    from scail_backend.render.overlap import compare_renderings
+    from scail_backend.render.overlap import compare_many_renderings
     from scail_backend.render.pipeline import render_sequence
     from scail_backend.smoothing import smooth_sequence
     from scail_backend.take_fit import fit_sequence
@@ -360,10 +360,10 @@ def _score_against(video: Path, reference: Path, args, strength) -> dict:
         versions["fitted"] = fit_sequence(pred)
     row = {"video": str(video), "reference": str(reference)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, seq in versions.items():
-            ours = Path(tmp) / f"{name}.mp4"
-            render_sequence(seq, ours)
-            result = compare_renderings(ours, reference)
+        ours = [Path(tmp) / f"{name}.mp4" for name in versions]
+        for seq, path in zip(versions.values(), ours):
+            render_sequence(seq, path)
+        for name, result in zip(versions, compare_many_renderings(ours, reference)):
             row[name] = {"frames": result.frames, "fg_iou": result.foreground_iou,
                          "limb_iou": result.limb_iou, "per_limb": result.per_limb}
     return row

@@ -707,6 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in SUBCOMMANDS:
         add(sub)
     _add_verbosity_to_subcommands(parser)
+    _remember_each_parser(parser)
     return parser
 
 
@@ -729,6 +730,15 @@ def _add_verbosity_to_subcommands(parser) -> None:
                 if not {"-q", "-v"} & set(child._option_string_actions):
                     _add_verbosity(child, argparse.SUPPRESS)
                 _add_verbosity_to_subcommands(child)
+
+
+def _remember_each_parser(parser) -> None:
+    """``args.parser``: the innermost (sub)command parser that read the command line."""
+    parser.set_defaults(parser=parser)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _remember_each_parser(child)
 
 
 # Environment variables that quieten the C++ logging of mediapipe / TensorFlow Lite / absl
@@ -803,7 +813,9 @@ def _stdout_gone() -> bool:
 def main(argv=None) -> int:
     """Run ``scail-pose`` with ``argv`` (default: the process's); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the (sub)command's own parser, so the hint names its --help
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.verbose and args.quiet:
         parser.error("-v and -q cannot be used together")
     configure_logging(args.verbose, args.quiet)

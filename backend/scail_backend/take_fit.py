@@ -678,17 +678,79 @@ def fit_person(joints_mm: np.ndarray, kp2d_score: np.ndarray, K: np.ndarray, fps
     return out
 
 
+def _bone_names() -> list:
+    """Names of the NUM_LENGTHS shared bones, parent-child without the side ("hip-knee")."""
+    names = [""] * NUM_LENGTHS
+    for j in range(1, NUM_JOINTS):
+        strip = lambda n: n.replace("left_", "").replace("right_", "")
+        names[BONE_GROUP[j]] = f"{strip(SMPL24_NAMES[PARENTS[j]])}-{strip(SMPL24_NAMES[j])}"
+    return names
+
+
+BONE_NAMES = _bone_names()
+
+
+def _bone_spread_percent(joints_mm: np.ndarray) -> float:
+    """Mean over the shared bones of how much a bone's length varies over the frames
+    (standard deviation / mean, both sides pooled), percent; (T, 24, 3) finite frames in."""
+    d = np.linalg.norm(joints_mm[:, 1:] - joints_mm[:, PARENTS[1:]], axis=-1)
+    spread = [np.std(d[:, BONE_GROUP[1:] == g]) / max(np.mean(d[:, BONE_GROUP[1:] == g]), 1e-9)
+              for g in range(NUM_LENGTHS)]
+    return 100.0 * float(np.mean(spread))
+
+
+def take_summary(before_mm: np.ndarray, after_mm: np.ndarray, K: np.ndarray) -> dict:
+    """What the fit did to one person's take, for ``meta["take_fit"]["people"]`` (JSON-ready).
+
+    Args:
+        before_mm, after_mm: (T, 24, 3) the estimate and the fitted take, mm, camera frame.
+        K: (3, 3) intrinsics.
+
+    Returns:
+        ``frames`` fitted; ``moved_px`` (median, 95th percentile) of the joints' 2D shift,
+        pixels; ``moved_mm`` (median, 95th percentile) of their 3D shift, mm;
+        ``bone_spread_percent`` before and after (:func:`_bone_spread_percent`: 0 for one rigid
+        skeleton); ``lengths_mm``: the take's bone lengths after the fit by :data:`BONE_NAMES`.
+        With no frame fitted, just ``frames`` = 0.
+    """
+    from scail_protocol.camera import project
+
+    before, after = np.asarray(before_mm, np.float64), np.asarray(after_mm, np.float64)
+    fitted = np.isfinite(before).all(axis=(-1, -2)) & np.isfinite(after).all(axis=(-1, -2))
+    if not fitted.any():
+        return {"frames": 0}
+    before, after = before[fitted], after[fitted]
+    px = np.linalg.norm(project(after, K) - project(before, K), axis=-1)
+    mm = np.linalg.norm(after - before, axis=-1)
+    r = lambda v: round(float(v), 2)
+    return {"frames": int(fitted.sum()),
+            "moved_px": [r(np.median(px)), r(np.percentile(px, 95))],
+            "moved_mm": [r(np.median(mm)), r(np.percentile(mm, 95))],
+            "bone_spread_percent": [r(_bone_spread_percent(before)),
+                                    r(_bone_spread_percent(after))],
+            "lengths_mm": {n: round(float(v), 1) for n, v in zip(BONE_NAMES,
+                                                                  robust_lengths(after))}}
+
+
 def fit_sequence(seq: PoseSequence, params: FitParams = DEFAULT_PARAMS) -> PoseSequence:
     """The sequence with every person's joints refined by the whole-take fit.
 
-    The 2D points, scores and boxes are kept; ``meta["take_fit"]`` records the parameters and
-    the time taken. See the module docstring for the problem solved.
+    The 2D points, scores and boxes are kept; ``meta["take_fit"]`` records the parameters, the
+    time taken and, under ``people``, one :func:`take_summary` per person (in the sequence's
+    person order). See the module docstring for the problem solved.
     """
     started = time.perf_counter()
     joints = np.stack([fit_person(seq.joints3d[p], seq.kp2d_score[p], seq.K, seq.fps, params)
                        for p in range(seq.num_people)]) if seq.num_people else seq.joints3d
     elapsed = time.perf_counter() - started
+    people = [take_summary(seq.joints3d[p], joints[p], seq.K) for p in range(seq.num_people)]
     log.info("whole-take fit: %d people x %d frames in %.2f s", seq.num_people, seq.num_frames,
              elapsed)
-    meta = dict(seq.meta, take_fit=dict(asdict(params), seconds=round(elapsed, 3)))
+    for p, summary in enumerate(people):
+        if summary["frames"]:
+            log.debug("person %d: %d frames, joints moved %.1f px / %.0f mm (median), bone "
+                      "lengths vary %.1f%% -> %.1f%%", p, summary["frames"],
+                      summary["moved_px"][0], summary["moved_mm"][0],
+                      *summary["bone_spread_percent"])
+    meta = dict(seq.meta, take_fit=dict(asdict(params), seconds=round(elapsed, 3), people=people))
     return seq.replace(joints3d=np.asarray(joints, np.float32), meta=meta)

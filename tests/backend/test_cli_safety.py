@@ -304,6 +304,19 @@ def test_option_errors_are_one_line_without_the_usage_block(argv, capsys):
     assert len(err) == 1 and "error:" in err[0] and "--help" in err[0], err
 
 
+@pytest.mark.parametrize("argv, command", [
+    (["run", "folder", "-o", "x.npz"], "scail-pose run"),
+    (["-q", "client", "extract", "a.mp4", "--frobnicate"], "scail-pose client extract"),
+])
+def test_an_unknown_option_is_named_with_its_own_commands_help(argv, command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{command}: error: unrecognized arguments: "), err
+    assert err[0].endswith(f"(see {command} --help)"), err
+
+
 @pytest.mark.parametrize("command", [["extract"], ["run"], ["client", "extract"]])
 def test_smooth_help_and_its_error_name_the_same_choices(command, capsys):
     from scail_backend.smoothing import strength_choices

@@ -96,3 +96,19 @@ def test_compare_renderings_reads_videos_and_frames_a_reference_of_another_size(
     scaled = O.compare_renderings(ours, reference)
     assert scaled.frames == walk.num_frames
     assert scaled.foreground_iou > 0.6 and scaled.limb_iou > 0.6, scaled
+
+
+def test_many_renderings_against_one_reference_score_as_each_alone(walk, tmp_path):
+    from scail_backend.render.pipeline import render_sequence
+    from scail_backend.render.samples import walking_sequence
+
+    joints = walk.joints3d.copy()
+    joints[0, :, J.SMPL24["right_wrist"]] = joints[0, :, J.SMPL24["right_elbow"]]
+    paths = [tmp_path / f"{name}.mp4" for name in ("walk", "moved", "big")]
+    for seq, path in zip((walk, _with_joints(walk, joints),
+                          walking_sequence(6, (2 * SIZE[0], 2 * SIZE[1]))), paths):
+        render_sequence(seq, path, arch="cpu")
+    together = O.compare_many_renderings(paths, paths[0])
+    alone = [O.compare_renderings(path, paths[0]) for path in paths]
+    assert together == alone
+    assert together[0].foreground_iou == 1.0 > together[1].limb_iou

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -130,6 +131,21 @@ def test_fit_sequence_keeps_2d_and_records_itself():
     np.testing.assert_array_equal(out.kp2d, seq.kp2d)
     assert out.meta["take_fit"]["bone_mm"] == tf.DEFAULT_PARAMS.bone_mm
     assert out.meta["estimator"] == "test"
+    (person,) = out.meta["take_fit"]["people"]
+    assert person["frames"] == 16
+    # one skeleton for the take: the lengths vary far less than the per-frame estimate's
+    before, after = person["bone_spread_percent"]
+    assert after < 0.5 * before
+    assert person["moved_px"][0] < 3.0 < person["moved_mm"][0]  # depth moves, the 2D stays
+    assert set(person["lengths_mm"]) == set(tf.BONE_NAMES) and "hip-knee" in tf.BONE_NAMES
+    thigh = np.linalg.norm(truth[:, 4] - truth[:, 1], axis=-1).mean()
+    assert person["lengths_mm"]["hip-knee"] == pytest.approx(thigh, rel=0.15)
+    json.dumps(out.meta)  # the record travels as JSON (npz meta, server replies)
+
+
+def test_take_summary_of_a_person_never_fitted():
+    empty = np.full((3, 24, 3), np.nan)
+    assert tf.take_summary(empty, empty, np.eye(3)) == {"frames": 0}
 
 
 def test_joint_weights_follow_the_2d_scores():

@@ -160,15 +160,31 @@ def compare_renderings(ours, reference) -> Overlap:
     Raises:
         VideoError: a video is missing or unreadable.
     """
+    return compare_many_renderings([ours], reference)[0]
+
+
+def compare_many_renderings(ours: list, reference) -> list:
+    """:func:`compare_renderings` of each of ``ours`` against one reference, which is decoded
+    once per distinct size among them (once, for renderings of the same clip).
+
+    Returns:
+        list of :class:`Overlap`, in the order of ``ours``.
+    """
     from scail_backend.video.reader import open_video
 
-    size = _landscape(open_video(Path(ours)).source_size)   # ours as it is, not resized
-    ours_video = open_video(Path(ours), resolution=size)
-    reference_video = open_video(Path(reference), resolution=size)
-    counter = OverlapCounter()
-    for a, b in zip(ours_video, reference_video):
-        counter.add(a, b)
-    return counter.result()
+    sizes = [_landscape(open_video(Path(path)).source_size) for path in ours]  # as they are
+    results = [None] * len(ours)
+    for size in dict.fromkeys(sizes):
+        indices = [i for i, s in enumerate(sizes) if s == size]
+        readers = [open_video(Path(ours[i]), resolution=size) for i in indices]
+        counters = [OverlapCounter() for _ in indices]
+        for reference_frame, *frames in zip(open_video(Path(reference), resolution=size),
+                                            *readers):
+            for counter, frame in zip(counters, frames):
+                counter.add(frame, reference_frame)
+        for i, counter in zip(indices, counters):
+            results[i] = counter.result()
+    return results
 
 
 def _landscape(size) -> tuple:
