@@ -182,30 +182,42 @@ class MediaPipeHolisticEstimator(Estimator):
 
 
 class _Graph:
-    """One Holistic graph, stamped at the video's own rate (see :func:`_process_at`)."""
+    """One Holistic graph, stamped at the video's own rate (see :func:`_process_at`).
+
+    MediaPipe starts a graph's calculators on worker threads when the graph is built or reset,
+    and they chatter on stderr as they start; building (or resetting) the graph and its first
+    frame therefore run inside one :func:`_native_stderr_silenced` window, with no Python work
+    in between for the chatter to slip through.
+    """
 
     def __init__(self, options: dict):
-        self._solution = _import_mediapipe().solutions.holistic.Holistic(**options)
+        self._options = options
+        self._solution = None
         self._last_frame = None
-        self._started = False
+        self._restart = False
 
     def run(self, image: np.ndarray, frame_index: int, step_us: int):
         """Holistic's result for ``image``, seen as frame ``frame_index`` of the video."""
         gap = 1 if self._last_frame is None else max(1, frame_index - self._last_frame)
         self._last_frame = frame_index
-        if self._started:
+        if self._solution is not None and not self._restart:
             return _process_at(self._solution, image, gap * step_us)
-        self._started = True  # the calculators start on the first frame and chatter on stderr
         with _native_stderr_silenced():
+            if self._solution is None:
+                self._solution = _import_mediapipe().solutions.holistic.Holistic(**self._options)
+            elif self._restart:
+                self._solution.reset()
+            self._restart = False
             return _process_at(self._solution, image, gap * step_us)
 
     def reset(self) -> None:
-        self._solution.reset()
+        """Forget the video so far; the graph restarts with its next frame."""
         self._last_frame = None
-        self._started = False  # a reset graph starts its calculators (and their chatter) again
+        self._restart = self._solution is not None
 
     def close(self) -> None:
-        self._solution.close()
+        if self._solution is not None:
+            self._solution.close()
 
 
 @dataclasses.dataclass(frozen=True)
