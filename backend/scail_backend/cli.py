@@ -73,7 +73,9 @@ def _add_render(sub) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.mp4",
                    help="video to write (its folder must exist)")
     p.add_argument("--frames", type=Path, metavar="DIR",
-                   help="also write every frame as a lossless RGBA PNG frame_00000.png, ...")
+                   help="also write every frame as a lossless RGBA PNG frame_00000.png, ... "
+                        "into DIR: a new folder, or one holding only frame_*.png files (it is "
+                        "replaced as a whole; a folder of other files is refused)")
     p.add_argument("--arch", choices=("auto", "cpu", "cuda"), default="auto",
                    help="taichi backend: CUDA when present (auto), or force one")
     p.add_argument("--no-overlay", dest="overlay", action="store_false",
@@ -86,10 +88,11 @@ def cmd_render(args) -> int:
     from scail_protocol.sequence import PoseSequence
 
     from .render.pipeline import check_render_size, render_sequence
+    from .video.writer import FRAME_GLOB
 
     out = check_output_file(args.output, [args.poses], what="-o", suffix=VIDEO_SUFFIX)
     if args.frames is not None:
-        check_output_folder(args.frames, [args.poses], what="--frames")
+        check_output_folder(args.frames, [args.poses], what="--frames", only=FRAME_GLOB)
         if os.path.realpath(out).startswith(os.path.join(os.path.realpath(args.frames), "")):
             raise RenderError(f"-o {out} is inside --frames {args.frames}, which is replaced "
                               f"as a whole; write the video elsewhere")

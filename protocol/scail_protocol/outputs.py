@@ -24,6 +24,7 @@ path (a full disk says so). Pure standard library: this runs inside Blender's Py
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import secrets
 import shutil
@@ -115,11 +116,15 @@ def check_output_file(path, inputs: Iterable = (), *, what: str = "output",
     return path
 
 
-def check_output_folder(path, inputs: Iterable = (), *, what: str = "output folder") -> Path:
+def check_output_folder(path, inputs: Iterable = (), *, what: str = "output folder",
+                        only: Optional[str] = None) -> Path:
     """Check, before any work, that ``path`` can become a folder that replaces any old one.
 
     Refuses a folder that is, or holds, one of ``inputs`` (it would be replaced as a whole),
-    an existing file of that name, and a missing parent folder.
+    an existing file of that name, and a missing parent folder. With ``only`` (a glob such as
+    ``"frame_*.png"``: what this output puts there), an existing folder is replaced only when
+    it holds nothing else, so a folder of the user's own files is never swept away; nor is the
+    current folder or one that holds it (it cannot be renamed away).
 
     Returns:
         ``path`` as a Path.
@@ -131,8 +136,26 @@ def check_output_folder(path, inputs: Iterable = (), *, what: str = "output fold
     _refuse_inputs(path, inputs, what, replaced_folder=True)
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder")
+    if only is not None and path.is_dir():
+        _refuse_foreign_contents(path, what, only)
     _check_parent(path, what)
     return path
+
+
+def _refuse_foreign_contents(path: Path, what: str, only: str) -> None:
+    if _inside(Path.cwd(), path):
+        raise OutputError(f"{what} {path} is (or holds) the current folder, which cannot be "
+                          f"replaced; choose a new folder")
+    try:
+        others = sorted(entry.name for entry in os.scandir(path)
+                        if not (fnmatch.fnmatch(entry.name, only) and entry.is_file()))
+    except OSError as e:
+        raise output_error(path, e) from None
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise OutputError(f"{what} {path} already holds {shown}; it would be replaced as a "
+                          f"whole, so choose a new or empty folder (only {only} files are "
+                          f"replaced)")
 
 
 def _refuse_inputs(path: Path, inputs: Iterable, what: str, replaced_folder: bool) -> None:

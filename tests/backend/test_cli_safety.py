@@ -102,6 +102,25 @@ def test_render_refuses_a_frames_folder_that_holds_the_poses(tmp_path, capsys, p
     assert _listing(tmp_path) == ["p.npz"]
 
 
+def test_render_never_sweeps_away_a_frames_folder_of_other_files(tmp_path, capsys, poses,
+                                                                 monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    code = main(["-q", "render", str(poses), "-o", str(tmp_path / "x.mp4"), "--frames", str(mine)])
+    _one_line_error(capsys, code, "--frames", "already holds notes.txt", "new or empty folder")
+    assert _listing(mine) == ["notes.txt"] and not (tmp_path / "x.mp4").exists()
+    monkeypatch.chdir(mine)   # the current folder cannot be renamed away: refused before work
+    code = main(["-q", "render", str(poses), "-o", str(tmp_path / "x.mp4"), "--frames", "."])
+    _one_line_error(capsys, code, "--frames", "current folder")
+    assert not (tmp_path / "x.mp4").exists()
+    code = main(["-q", "render", str(poses), "-o", str(tmp_path / "x.mp4"), "--frames",
+                 str(tmp_path / "frames")])   # a new folder, and then the same one again
+    assert code == 0 and main(["-q", "render", str(poses), "-o", str(tmp_path / "x.mp4"),
+                               "--frames", str(tmp_path / "frames")]) == 0
+    assert _listing(tmp_path / "frames") == [f"frame_{i:05d}.png" for i in range(5)]
+
+
 def test_run_refuses_outputs_linked_to_its_inputs(tmp_path, capsys, garbage_video):
     (tmp_path / "rendered.mp4").symlink_to(garbage_video)
     code = main(["-q", "run", str(tmp_path)])

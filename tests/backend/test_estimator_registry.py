@@ -59,6 +59,22 @@ def test_resolve_auto_creates_mediapipe(tmp_path):
         estimator.close()
 
 
+@pytest.mark.parametrize("name", ["auto", "mediapipe"])
+def test_device_cuda_never_falls_back_to_the_cpu_estimator(tmp_path, capsys, name):
+    assert not registry.availability("mediapipe", device="cuda").ok
+    assert registry.availability("mediapipe", device="CPU").ok
+    with pytest.raises(EstimatorError, match="CPU only.*--device cuda"):
+        registry.resolve(name, weights_dir=tmp_path, device="cuda")
+    from video_helpers import write_clip
+
+    clip = write_clip(tmp_path / "clip.mp4", frames=3)
+    code = main(["-q", "extract", str(clip), "-o", str(tmp_path / "p.npz"),
+                 "--estimator", name, "--device", "cuda", "--weights-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--device cuda" in err[0], err
+    assert not (tmp_path / "p.npz").exists()
+
+
 def test_nlf_without_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(WeightsMissing) as info:
         registry.create("nlf", weights_dir=tmp_path)

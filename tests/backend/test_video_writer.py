@@ -107,19 +107,38 @@ def test_png_failure_leaves_no_folder_and_success_replaces_an_old_one(tmp_path):
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
     target.mkdir()
-    (target / "stale.txt").write_text("from an older run")
+    for i in range(3):  # an older, longer run's frames
+        (target / f"frame_{i:05d}.png").write_bytes(b"old")
     with pytest.raises(RuntimeError):
         with PngFrameWriter(target) as pngs:
             pngs.write(_gradient_frames(1)[0])
             raise RuntimeError("boom")
-    assert [p.name for p in target.iterdir()] == ["stale.txt"]
+    assert len(list(target.iterdir())) == 3 and (target / "frame_00002.png").read_bytes() == b"old"
     with PngFrameWriter(target) as pngs:
         pngs.write(_gradient_frames(1)[0])
     assert [p.name for p in target.iterdir()] == ["frame_00000.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
+def test_a_folder_of_the_users_own_files_is_never_swept_away(tmp_path, monkeypatch):
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "frame_00000.png").write_bytes(b"old")
+    (target / "notes.txt").write_text("precious")
+    (target / "sub").mkdir()
+    with pytest.raises(OutputError, match=r"already holds notes\.txt, sub; .*new or empty folder"):
+        PngFrameWriter(target)
+    assert sorted(p.name for p in target.iterdir()) == ["frame_00000.png", "notes.txt", "sub"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    with pytest.raises(OutputError, match="current folder"):  # cannot be renamed away
+        PngFrameWriter(".")
+    with pytest.raises(OutputError, match="current folder"):
+        PngFrameWriter(tmp_path)
+
+
 def test_png_target_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "frames").write_text("not a folder")
-    with pytest.raises(VideoError, match="is a file"):
+    with pytest.raises(OutputError, match="is a file"):
         PngFrameWriter(tmp_path / "frames")

@@ -61,6 +61,14 @@ SCAN_MIN_VISIBILITY = 0.85      # mean landmark visibility a tile find needs: sm
                                 # reference image scored 0.72
 
 
+CPU_ONLY = ("mediapipe runs on the CPU only, so it cannot honour --device cuda; use the nlf "
+            "estimator for CUDA, or --device auto / cpu")
+
+
+def _asks_for_cuda(device: Optional[str]) -> bool:
+    return (device or "auto").lower() == "cuda"
+
+
 def _import_mediapipe():
     # MediaPipe's C++ side logs through glog/absl to stderr; keep it to errors unless the user
     # asked otherwise. Must be set before the first import.
@@ -100,10 +108,13 @@ class MediaPipeHolisticEstimator(Estimator):
 
     @classmethod
     def availability(cls, *, weights_dir=None, device: Optional[str] = None):
-        """Runs wherever ``mediapipe`` is installed (CPU; ``weights_dir`` and ``device`` do not
-        apply)."""
+        """Runs wherever ``mediapipe`` is installed, on the CPU: ``device`` "cuda" is refused
+        (so that ``--device cuda`` never runs on the CPU unannounced); ``weights_dir`` does
+        not apply."""
         import importlib.util
 
+        if _asks_for_cuda(device):
+            return False, CPU_ONLY
         if importlib.util.find_spec("mediapipe") is None:
             return False, ("the mediapipe package is not installed here; install the project's "
                            "dependencies (pip install -e .)")
@@ -114,6 +125,8 @@ class MediaPipeHolisticEstimator(Estimator):
                  min_tracking_confidence: float = MIN_TRACKING_CONFIDENCE,
                  smooth_landmarks: bool = True, max_people_per_frame: int = MAX_CASCADE,
                  search_small: bool = True):
+        if _asks_for_cuda(device):
+            raise EstimatorError(CPU_ONLY)
         if int(max_people_per_frame) < 1:
             raise EstimatorError(f"max_people_per_frame must be >= 1, got {max_people_per_frame}")
         self.max_people_per_frame = int(max_people_per_frame)

@@ -28,7 +28,7 @@ import numpy as np
 
 from scail_protocol.contract import OUTPUT_FPS
 from scail_protocol.errors import VideoError
-from scail_protocol.outputs import atomic_folder, atomic_path, output_error
+from scail_protocol.outputs import atomic_folder, atomic_path, check_output_folder, output_error
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ PIX_FMT = "yuv420p"         # docs/pipeline.md §8 (and §12: what SCAIL decodes
 CRF = 23                    # docs/pipeline.md §8: libx264's default quality
 PRESET = "medium"           # docs/pipeline.md §8
 FRAME_NAME = "frame_{:05d}.png"
+FRAME_GLOB = "frame_*.png"  # what an existing frames folder may hold: it is replaced as a whole
 
 
 class Mp4Writer:
@@ -154,13 +155,16 @@ class PngFrameWriter:
 
     Args:
         folder: the target folder; its parent must exist. An existing folder is replaced on
-            success; an existing *file* of that name is an error.
+            success, and only when it holds nothing but ``frame_*.png`` files (a folder of
+            the user's own files is never swept away).
+
+    Raises:
+        OutputError: the folder holds other files, is the current folder, is a file, or its
+            parent is missing (``scail_protocol.outputs.check_output_folder``).
     """
 
     def __init__(self, folder):
-        self.folder = Path(folder)
-        if self.folder.exists() and not self.folder.is_dir():
-            raise VideoError(f"cannot write frames into {self.folder}: it is a file")
+        self.folder = check_output_folder(folder, what="frames folder", only=FRAME_GLOB)
         self.frames = 0
         self._tmp = None
         self._output = None
