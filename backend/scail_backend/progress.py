@@ -27,6 +27,11 @@ BYTE_STAGES = frozenset({"upload", "download"})  # stages that count bytes, not 
 class TqdmProgress:
     """A progress callback that shows one tqdm bar per stage on stderr (counts and rates).
 
+    On a terminal the bars redraw in place. When stderr is a file or a pipe (a log, CI, a batch
+    worker), carriage-return redraws would glue warnings onto bar fragments, so each stage
+    writes whole lines instead: when it starts, at every tenth of its total (every
+    :data:`LINE_INTERVAL_S` seconds when the total is unknown) and when it ends.
+
     Args:
         enabled: False shows nothing (``-q``).
         unit: what ``done``/``total`` count: "frame" (default), or "B" for bytes (shown scaled,
@@ -39,6 +44,7 @@ class TqdmProgress:
         self.enabled = enabled and sys.stderr is not None
         self.unit = unit
         self._bars = {}
+        self._lines = {}   # stage -> _LineReport, when stderr is not a terminal
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         from .signals import raise_if_stopped
@@ -46,11 +52,17 @@ class TqdmProgress:
         raise_if_stopped()  # a SIGTERM that a library swallowed still stops the command
         if not self.enabled:
             return
+        unit = "B" if stage in BYTE_STAGES else self.unit
+        if not _on_terminal(sys.stderr):
+            report = self._lines.get(stage)
+            if report is None:
+                report = self._lines[stage] = _LineReport(stage, unit)
+            report.update(done, total)
+            return
         from tqdm import tqdm
 
         bar = self._bars.get(stage)
         if bar is None:
-            unit = "B" if stage in BYTE_STAGES else self.unit
             bar = self._bars[stage] = tqdm(total=total or None, desc=stage, unit=unit,
                                            unit_scale=unit == "B", dynamic_ncols=True,
                                            leave=True)
@@ -64,12 +76,68 @@ class TqdmProgress:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+        for report in self._lines.values():
+            report.finish()
+        self._lines.clear()
 
     def __enter__(self) -> "TqdmProgress":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+LINE_INTERVAL_S = 10.0  # a stage of unknown length reports a line this often off a terminal
+
+
+def _on_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # closed or stream-like objects without a tty
+        return False
+
+
+class _LineReport:
+    """One stage's progress as whole lines on stderr (see :class:`TqdmProgress`)."""
+
+    def __init__(self, stage: str, unit: str):
+        self.stage, self.unit = stage, unit
+        self.started = self.last_line = time.monotonic()
+        self.step = -1          # the last tenth reported
+        self.done, self.total = 0, 0
+        self.finished = False
+
+    def update(self, done: int, total: int) -> None:
+        self.done, self.total = done, total or 0
+        now = time.monotonic()
+        if self.total:
+            step = min(10, int(10 * done / self.total))
+            if step > self.step:
+                self.step = step
+                self._write(now)
+            if done >= self.total:
+                self.finished = True
+        elif self.step < 0 or now - self.last_line >= LINE_INTERVAL_S:
+            self.step = 0
+            self._write(now)
+
+    def finish(self) -> None:
+        """The last line of a stage that ended without reaching its total (or had none)."""
+        if not self.finished and self.step >= 0:
+            self.finished = True
+            self._write(time.monotonic())
+
+    def _write(self, now: float) -> None:
+        from tqdm import tqdm
+
+        units = "" if self.unit == "B" else f" {self.unit}s"
+        counts = ("{n_fmt}/{total_fmt}" + units + " ({percentage:.0f}%)" if self.total else
+                  "{n_fmt}" + units)
+        line = tqdm.format_meter(self.done, self.total or None, now - self.started,
+                                 prefix=self.stage, unit=self.unit, unit_scale=self.unit == "B",
+                                 bar_format="{desc}: " + counts + " [{elapsed}, {rate_fmt}]")
+        self.last_line = now
+        print(line, file=sys.stderr, flush=True)
 
 
 class RateLimited:

@@ -6,8 +6,13 @@ import sys
 from scail_backend.progress import RateLimited, TqdmProgress
 
 
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
 def test_tqdm_progress_counts_frames_and_bytes_per_stage(monkeypatch):
-    err = io.StringIO()
+    err = _Terminal()
     monkeypatch.setattr(sys, "stderr", err)
     with TqdmProgress() as progress:
         for done in range(0, 11):
@@ -16,6 +21,24 @@ def test_tqdm_progress_counts_frames_and_bytes_per_stage(monkeypatch):
     text = err.getvalue()
     assert "estimate" in text and "10/10" in text and "frame" in text
     assert "4.19M" in text and "B/s" in text  # byte stages are scaled bytes, not frames
+
+
+def test_off_a_terminal_each_stage_writes_whole_lines_at_each_tenth(monkeypatch):
+    err = io.StringIO()   # a log file or a pipe: no carriage-return redraws to glue onto
+    monkeypatch.setattr(sys, "stderr", err)
+    with TqdmProgress() as progress:
+        for done in range(0, 51):
+            progress("estimate", done, 50)
+        progress("upload", 3 * 2**20, 4 * 2**20)   # left unfinished: a last line on close
+        progress("decode", 7, 0)                   # no total known
+    lines = err.getvalue().splitlines()
+    assert "\r" not in err.getvalue()
+    estimate = [line for line in lines if line.startswith("estimate: ")]
+    assert len(estimate) == 11 and estimate[0].startswith("estimate: 0/50 frames (0%)")
+    assert estimate[-1].startswith("estimate: 50/50 frames (100%)")
+    assert [line.split(" [")[0] for line in lines if not line.startswith("estimate")] == [
+        "upload: 3.15M/4.19M (75%)", "decode: 7 frames",
+        "upload: 3.15M/4.19M (75%)", "decode: 7 frames"]
 
 
 def test_tqdm_progress_disabled_writes_nothing(monkeypatch):
