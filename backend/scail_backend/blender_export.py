@@ -116,8 +116,10 @@ def _export(addon, poses, output: Path, person, first, last, ground: bool, exact
         person = 0
     if person is not None:
         if person not in people:
-            raise ScailError(f"person {person} has no complete frame in {poses} (people: "
-                             f"{', '.join(map(str, people))}); pick one with --person")
+            among = (f"the people with complete frames are {', '.join(map(str, people))}"
+                     if people else "nobody has a complete frame")
+            raise ScailError(f"no person {person} to export in {poses}: {among}; pick one "
+                             f"with --person")
         armatures = [armatures[people.index(person)]]
     scene = context.scene
     start = scene.frame_start if first is None else scene.frame_start + int(first)
@@ -125,7 +127,10 @@ def _export(addon, poses, output: Path, person, first, last, ground: bool, exact
     if first is not None and not scene.frame_start <= start <= scene.frame_end:
         raise ScailError(f"--first {first} is outside the take's frames "
                          f"0..{scene.frame_end - scene.frame_start}")
-    end = min(end, scene.frame_end)
+    if end > scene.frame_end:
+        log.warning("--last %s is past the take's last frame %d; writing up to it", last,
+                    scene.frame_end - scene.frame_start)
+        end = scene.frame_end
     if end < start:
         raise ScailError(f"empty frame range {first}..{last}")
     chatter = io.StringIO()  # Blender's exporters print their temporary file's name

@@ -323,8 +323,8 @@ def lock_feet(seq: PoseSequence, params: FootLockParams = FootLockParams()) -> P
             if planted.any():
                 _pin_leg(joints[p], kp[p], seq.K, leg, planted, int(params.blend_frames))
     out = seq.replace(joints3d=joints.astype(np.float32), kp2d=kp.astype(np.float32))
-    log.info("foot locking: %d foot-frames planted over %d people",
-             sum(planted_frames.values()), seq.num_people)
+    log.info("foot locking: %d foot-frames planted over %d %s", sum(planted_frames.values()),
+             seq.num_people, "person" if seq.num_people == 1 else "people")
     return _with_cleanup_meta(out, "foot_lock", dict(asdict(params),
                                                     planted_frames=planted_frames))
 

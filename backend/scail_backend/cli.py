@@ -28,7 +28,7 @@ from scail_protocol.errors import ScailError
 from scail_protocol.outputs import check_output_file, check_output_folder, describe_os_error
 
 from . import __version__, options, signals
-from .progress import TqdmProgress
+from .progress import TqdmProgress, logs_above_bars
 
 log = logging.getLogger(__name__)
 
@@ -822,7 +822,7 @@ def main(argv=None) -> int:
     if args.verbose and args.quiet:
         parser.error("-v and -q cannot be used together")
     configure_logging(args.verbose, args.quiet)
-    with signals.stop_on_signals():
+    with signals.stop_on_signals(), logs_above_bars():
         try:
             check_options(args)
             return int(args.func(args) or EXIT_OK)

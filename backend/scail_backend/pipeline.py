@@ -74,7 +74,8 @@ class RunResult:
         frames_with_person: frames where a person was found.
         render_report: whatever the renderer reported.
         seconds: wall time per phase ("extract", "render", "total").
-        warnings: notes for the user (no reference image, no person found, damaged video).
+        warnings: notes for the user (a clip not at 16 fps, no person found, damaged video,
+            an alignment fallback).
         alignment: with ``use_align``, the record stored in ``sequence.meta["alignment"]``
             (``poses``/``video``/``sequence`` are then the aligned ones).
     """
@@ -308,10 +309,9 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
 
         raise AlignError(f"alignment needs a reference image in {folder} "
                          f"({', '.join(REFERENCE_IMAGE_NAMES)})")
-    if reference is None:
-        warnings.append(f"no reference image in {source_folder or folder} "
-                        f"({', '.join(REFERENCE_IMAGE_NAMES)}); "
-                        f"it is only used by alignment, so the run continues without it")
+    if reference is None:   # only alignment reads it: a note, not a warning
+        log.info("no reference image in %s (%s); only alignment (--use-align) needs one",
+                 source_folder or folder, ", ".join(REFERENCE_IMAGE_NAMES))
     arch = _check_arch(arch)
     warmups = []
 
@@ -337,6 +337,9 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
+    notice = speed_notice(source.fps, driving)
+    if notice:   # said by _extract already; kept for the caller (batch reports)
+        warnings.insert(0, notice)
     aligned = None
     if use_align:
         from .align import align_to_reference

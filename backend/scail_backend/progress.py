@@ -36,13 +36,15 @@ class TqdmProgress:
         enabled: False shows nothing (``-q``).
         unit: what ``done``/``total`` count: "frame" (default), or "B" for bytes (shown scaled,
             e.g. MB/s). Stages named in :data:`BYTE_STAGES` always count bytes.
+        units: stage -> unit for stages that count something else (``{"clips": "clip"}``).
 
     Use as a context manager (or call :meth:`close`) so unfinished bars are closed.
     """
 
-    def __init__(self, enabled: bool = True, unit: str = "frame"):
+    def __init__(self, enabled: bool = True, unit: str = "frame", units: Optional[dict] = None):
         self.enabled = enabled and sys.stderr is not None
         self.unit = unit
+        self.units = dict(units or {})
         self._bars = {}
         self._lines = {}   # stage -> _LineReport, when stderr is not a terminal
 
@@ -52,7 +54,7 @@ class TqdmProgress:
         raise_if_stopped()  # a SIGTERM that a library swallowed still stops the command
         if not self.enabled:
             return
-        unit = "B" if stage in BYTE_STAGES else self.unit
+        unit = "B" if stage in BYTE_STAGES else self.units.get(stage, self.unit)
         if not _on_terminal(sys.stderr):
             report = self._lines.get(stage)
             if report is None:
@@ -85,6 +87,19 @@ class TqdmProgress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def logs_above_bars():
+    """A context in which log lines are written above the progress bars (tqdm's
+    ``logging_redirect_tqdm``) when stderr is a terminal, instead of into the bar being
+    redrawn; elsewhere (no bars, see :class:`TqdmProgress`) it changes nothing."""
+    from contextlib import nullcontext
+
+    if not _on_terminal(sys.stderr):
+        return nullcontext()
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    return logging_redirect_tqdm()
 
 
 LINE_INTERVAL_S = 10.0  # a stage of unknown length reports a line this often off a terminal

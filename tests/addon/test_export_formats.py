@@ -113,7 +113,12 @@ def test_cli_export_writes_bvh_and_fbx(addon, tmp_path, capsys):
     assert main(["export", str(poses), "-o", str(tmp_path / "take.abc")]) == 2
     assert main(["export", str(poses), "-o", str(tmp_path / "x.bvh"), "--person", "4"]) == 2
     err = capsys.readouterr().err
-    assert ".bvh or .fbx" in err and "person 4" in err
+    assert ".bvh or .fbx" in err
+    assert "no person 4 to export" in err and "with complete frames are 0;" in err
+    assert main(["-q", "export", str(poses), "-o", str(tmp_path / "end.bvh"), "--first", "25",
+                 "--last", "99"]) == 0        # clamped to the take, and said so
+    assert "Frames: 5" in (tmp_path / "end.bvh").read_text()
+    assert "--last 99 is past the take's last frame 29" in capsys.readouterr().err
 
 
 def test_cli_export_as_a_user_runs_it_exits_and_prints_only_the_path(tmp_path):

@@ -39,9 +39,9 @@ POSE_FIELDS = ("K", "joints3d", "kp2d", "kp2d_score", "bbox", "track_id")
 EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "dance_a"
 
 
-def _scail_folder(folder: Path, frames: int = 4, size=(96, 160)) -> Path:
+def _scail_folder(folder: Path, frames: int = 4, size=(96, 160), fps: int = 16) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    write_clip(folder / "driving.mp4", frames=frames, size=size)
+    write_clip(folder / "driving.mp4", frames=frames, size=size, fps=fps)
     return folder
 
 
@@ -261,7 +261,7 @@ def first_batch(ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
     inputs = root / "in"
     _scail_folder(inputs / "synth" / "a")
-    _scail_folder(inputs / "synth" / "b", frames=3)
+    _scail_folder(inputs / "synth" / "b", frames=3, fps=25)
     broken = inputs / "broken"
     broken.mkdir(parents=True)
     (broken / "driving.mp4").write_bytes(b"\x00not a video" * 100)
@@ -283,9 +283,10 @@ def test_batch_runs_every_clip_and_records_the_corrupt_one(first_batch):
     assert sorted(done) == sorted(n for n in ("synth/a", "synth/b", "real")
                                   if (inputs / n).is_dir())
     assert finished(out / "synth" / "a") == 4 and finished(out / "synth" / "b") == 3
-    # the note names the clip's own folder, not the output folder where its links live
-    assert any(f"no reference image in {inputs / 'synth' / 'a'} " in w
-               for w in states["synth/a"]["warnings"])
+    # what `run` warns of is in the report (a 25 fps clip plays slower at 16 fps) ...
+    assert any("driving.mp4 is 25 fps" in w for w in states["synth/b"]["warnings"])
+    # ... and a missing reference image, which only alignment needs, is no warning
+    assert not any("reference image" in w for r in states.values() for w in r.get("warnings", ()))
     assert not (out / "broken" / "poses.npz").exists()
     assert not [p for p in out.rglob(".*.part")]
 
@@ -484,3 +485,32 @@ def test_interrupted_batch_loses_no_finished_clip_and_resumes(ray_session, tmp_p
     assert all(finished(out / f"c{i}") == 16 for i in range(4))
     with open(out / "batch_report.jsonl") as f:
         assert all(json.loads(line) for line in f)  # every line whole
+
+
+def test_the_driver_says_each_clips_warnings_and_failure(tmp_path, caplog):
+    from scail_backend.batch.progress import ClipEvents
+    from scail_backend.batch.report import Summary
+    from scail_backend.batch.runner import _record
+
+    summary = Summary()
+    with Report(tmp_path) as report:
+        _record(Clip("x/slow", tmp_path / "a.mp4"), {"status": "done", "frames": 3,
+                                                     "warnings": ["a.mp4 is 60 fps; ..."]},
+                report, summary, ClipEvents())
+        _record(Clip("x/bad", tmp_path / "b.mp4"), {"status": "failed", "error": "not a video"},
+                report, summary, ClipEvents())
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "x/slow: a.mp4 is 60 fps; ..." in said and "x/bad failed: not a video" in said
+    assert (summary.done, summary.failed) == (1, 1)
+
+
+def test_videos_outside_scail_folders_are_named_not_silently_left_out(tmp_path, caplog):
+    _scail_folder(tmp_path / "in" / "a", frames=1)
+    (tmp_path / "in" / "a" / "rendered.mp4").write_bytes(b"x")   # a SCAIL folder's own output
+    (tmp_path / "in" / "loose").mkdir()
+    (tmp_path / "in" / "loose" / "take2.MOV").write_bytes(b"x")
+    clips = discover(tmp_path / "in")
+    assert [c.name for c in clips] == ["a"]
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said.startswith("1 video file(s) under ") and "take2.MOV" in said
+    assert "glob" in said and "manifest" in said

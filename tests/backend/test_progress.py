@@ -41,6 +41,27 @@ def test_off_a_terminal_each_stage_writes_whole_lines_at_each_tenth(monkeypatch)
         "upload: 3.15M/4.19M (75%)", "decode: 7 frames"]
 
 
+def test_on_a_terminal_a_warning_is_written_above_the_bars_not_into_them(monkeypatch):
+    import logging
+    import re
+
+    from scail_backend.cli import configure_logging
+    from scail_backend.progress import logs_above_bars
+
+    err = _Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    configure_logging(False, False)
+    try:
+        with logs_above_bars(), TqdmProgress() as progress:
+            progress("estimate", 5, 10)
+            logging.getLogger("scail_backend.test").warning("careful")
+            progress("estimate", 10, 10)
+    finally:
+        configure_logging(False, False)  # back onto the real stderr
+    text = err.getvalue()
+    assert re.search(r"(^|[\r\n])WARNING scail_backend.test: careful\n", text), repr(text)
+
+
 def test_tqdm_progress_disabled_writes_nothing(monkeypatch):
     err = io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)

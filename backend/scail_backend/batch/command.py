@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from scail_protocol.errors import ScailError
 
@@ -104,40 +105,36 @@ def run(args, defaults: dict, progress_enabled: bool) -> int:
         bars.close()
     line = summary.line()
     if summary.failed:
-        line += f"; see {args.output}/batch_report.jsonl"
+        line += f"; see {Path(args.output) / 'batch_report.jsonl'}"
     print(line, file=sys.stderr)
     print(args.output)
     return 1 if summary.failed else 0
 
 
 class Bars:
-    """Two tqdm bars on stderr: clips (done, skipped or failed) and frames estimated, live
-    (skipped clips' frames are not counted)."""
+    """Progress on stderr (``progress.TqdmProgress``: bars on a terminal, lines elsewhere):
+    clips ended (done, skipped or failed) and frames estimated, live (skipped clips' frames
+    are not counted)."""
 
     def __init__(self, enabled: bool):
-        self.enabled = enabled
+        from ..progress import TqdmProgress
+
         self.live_frames = enabled  # no frame counts from the workers under -q
-        self.clips = self.frames = None
+        self.progress = TqdmProgress(enabled, units={"clips": "clip"})
+        self.total = self.ended = self.frames = 0
 
     def start(self, total: int) -> None:
-        if not self.enabled:
-            return
-        from tqdm import tqdm
-
-        self.clips = tqdm(total=total, desc="clips", unit="clip", position=0, file=sys.stderr)
-        self.frames = tqdm(desc="frames", unit="frame", position=1, file=sys.stderr)
+        self.total = total
+        self.progress("clips", 0, total)
+        self.progress("frames", 0, 0)
 
     def frames_estimated(self, count: int) -> None:
-        if self.frames is not None:
-            self.frames.update(count)
+        self.frames += count
+        self.progress("frames", self.frames, 0)
 
     def clip_ended(self, clip, record: dict) -> None:
-        if self.clips is None:
-            return
-        self.clips.update(1)
-        self.clips.set_postfix_str(f"{clip.name}: {record.get('status')}", refresh=False)
+        self.ended += 1
+        self.progress("clips", self.ended, self.total)
 
     def close(self) -> None:
-        for bar in (self.frames, self.clips):
-            if bar is not None:
-                bar.close()
+        self.progress.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from scail_protocol.errors import ScailError
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 CLIP_OPTIONS = ("estimator", "resolution", "smooth", "fps", "arch")
 _WILDCARD = re.compile(r"[*?\[]")
+# Files a folder tree may hold outside SCAIL folders that look like clips the user meant.
+LOOSE_VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".avi", ".mkv", ".gif")
+log = logging.getLogger(__name__)
 
 
 class BatchInputError(ScailError):
@@ -116,7 +120,7 @@ def scail_folder_clip(folder: Path, name: str) -> Clip:
 
 
 def _from_tree(root: Path, skip: list) -> List[Clip]:
-    clips = []
+    clips, loose = [], []
     for here, folders, files in os.walk(root):
         folders[:] = sorted(f for f in folders if not f.startswith(".")
                             and (Path(here) / f).resolve() not in skip)
@@ -124,6 +128,14 @@ def _from_tree(root: Path, skip: list) -> List[Clip]:
             relative = Path(here).relative_to(root)
             name = relative.as_posix() if relative.parts else root.resolve().name
             clips.append(scail_folder_clip(Path(here), name))
+        else:
+            loose += sorted(Path(here) / f for f in files if not f.startswith(".")
+                            and Path(f).suffix.lower() in LOOSE_VIDEO_SUFFIXES)
+    if loose:
+        log.warning("%d video file(s) under %s lie outside SCAIL folders (a folder holding %s) "
+                    "and are not part of the batch, e.g. %s; give them with a glob ('%s') or "
+                    "a manifest", len(loose), root, DRIVING_VIDEO, loose[0],
+                    root / "**" / f"*{loose[0].suffix}")
     return clips
 
 

@@ -101,12 +101,13 @@ def run_batch(inputs, out_dir, options: BatchOptions,
     with Report(out_dir) as report:
         todo = [clip for clip in clips if options.force or not _skip(clip, out_dir, defaults,
                                                                       report, summary)]
+        ray = import_ray() if todo else None   # a missing Ray is said before any bar shows
         events.start(len(clips))
         for clip in clips:
             if clip not in todo:
                 events.clip_ended(clip, {"status": SKIPPED})
         if todo:
-            _run_on_ray(todo, out_dir, options, defaults,
+            _run_on_ray(ray, todo, out_dir, options, defaults,
                         lambda clip, outcome: _record(clip, outcome, report, summary, events),
                         events)
     summary.seconds = time.perf_counter() - start
@@ -142,6 +143,8 @@ def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
         summary.failed += 1
         summary.failures.append(f"{clip.name}: {outcome.get('error')}")
         log.warning("%s failed: %s", clip.name, outcome.get("error"))
+    for text in outcome.get("warnings") or ():   # the workers' own logs stay on their nodes
+        log.warning("%s: %s", clip.name, text)
     record = report.add(clip.name, status, video=clip.video, frames=outcome.get("frames"),
                         seconds=outcome.get("seconds"), error=outcome.get("error"),
                         warnings=outcome.get("warnings"))
@@ -150,10 +153,10 @@ def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
 
 # --- on Ray ---------------------------------------------------------------------------------------
 
-def _run_on_ray(clips: List[Clip], out_dir: Path, options: BatchOptions, defaults: dict,
+def _run_on_ray(ray, clips: List[Clip], out_dir: Path, options: BatchOptions, defaults: dict,
                 on_end, events: ClipEvents) -> None:
-    """Estimate and render ``clips`` on Ray; ``on_end(clip, outcome)`` as each ends."""
-    ray = import_ray()
+    """Estimate and render ``clips`` on Ray (the imported module ``ray``); ``on_end(clip,
+    outcome)`` as each ends."""
     started = start_ray(ray, options.address, options.workers)
     frames = pool = None
     stopped = []   # folders of the clips in flight when the batch was interrupted
