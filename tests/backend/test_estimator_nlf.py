@@ -489,10 +489,13 @@ def test_server_hello_lists_nlf_and_where_its_models_run(tiny_weights, tmp_path,
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here")
-def test_auto_with_device_cuda_without_cuda_says_why_it_passed_nlf_over(tiny_weights):
-    estimator, reason = registry.resolve("auto", weights_dir=tiny_weights, device="cuda")
-    estimator.close()
-    assert estimator.name == "mediapipe" and "not nlf: --device cuda: no CUDA" in reason
+def test_auto_with_device_cuda_without_cuda_says_why_nothing_can_honour_it(tiny_weights):
+    # --device cuda never falls back to the CPU: nlf lacks CUDA here, mediapipe is CPU only
+    with pytest.raises(EstimatorError) as info:
+        registry.resolve("auto", weights_dir=tiny_weights, device="cuda")
+    message = str(info.value)
+    assert "not nlf: --device cuda: no CUDA" in message
+    assert "not mediapipe: mediapipe runs on the CPU only" in message
 
 
 def _lossless_clip(path, frames):

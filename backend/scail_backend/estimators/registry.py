@@ -143,8 +143,9 @@ def resolve(name: str = AUTO, *, weights_dir=None, device: Optional[str] = None,
     chosen, reason = choose(name, weights_dir=weights_dir, device=device)
     if name == AUTO:  # an estimator that looked able to run may still fail to load its models
         for candidate in AUTO_ORDER[AUTO_ORDER.index(chosen):]:
-            if candidate != chosen and not availability(candidate, weights_dir=weights_dir,
-                                                        device=device).ok:
+            state = availability(candidate, weights_dir=weights_dir, device=device)
+            if candidate != chosen and not state.ok:
+                reason = f"{reason}; not {candidate}: {state.reason}"
                 continue
             try:
                 estimator = create(candidate, weights_dir=weights_dir, device=device, **options)
