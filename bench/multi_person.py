@@ -11,7 +11,8 @@ and tiles ("search", the default):
   the body, share of frames found;
 * people: three shrunk copies of the dancer side by side, and the ``duet`` clip: people found
   per frame, seconds per frame;
-* the real-world case ``tiny_person_1080p.mp4``.
+* the real-world case ``tiny_person_1080p.mp4``;
+* the search's CPU cost per frame on a one-person clip (``dance_a``).
 
 Needs ``../shared/examples`` (and ``../shared/cases`` for the last line). Run:
 
@@ -178,6 +179,22 @@ def report_tiny(count: int) -> None:
               f"{len(frames)} frames, height {median_height(seq):.0f} px, {seconds:.2f} s/frame")
 
 
+def report_search_cost() -> None:
+    """CPU time per frame of the search on a one-person clip (``dance_a``, whole): one graph
+    alone, the cascade, and the default search (cascade, crops and tiles)."""
+    from scail_backend.estimators.mediapipe_holistic import MediaPipeHolisticEstimator
+
+    frames = load_frames(EXAMPLES / "dance_a" / "driving.mp4", 10_000)
+    print(f"\nsearch cost on a one-person clip (dance_a, {len(frames)} frames; CPU ms/frame)")
+    for label, options in (("one graph", dict(max_people_per_frame=1, search_small=False)),
+                           ("cascade", dict(search_small=False)), ("search", {})):
+        with MediaPipeHolisticEstimator(**options) as est:
+            est.estimate(iter(frames[:4]), size=frames[0].shape[:2], fps=16.0)  # models warm
+            began = time.process_time()
+            est.estimate(iter(frames), size=frames[0].shape[:2], fps=16.0)
+        print(f"  {label:<10} {1000 * (time.process_time() - began) / len(frames):6.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=16, help="frames per measurement")
@@ -194,6 +211,7 @@ def main() -> None:
     report_occlusion(frames, boxes)
     report_people(frames, boxes, args.frames)
     report_tiny(24)
+    report_search_cost()
 
 
 if __name__ == "__main__":

@@ -76,3 +76,27 @@ def test_tiny_person_is_found_on_most_frames(cases_dir):
     assert found.mean() >= 0.8, f"found on {found.sum()} of {seq.num_frames} frames"
     heights = seq.bbox[0, :, 3] - seq.bbox[0, :, 1]
     assert 80 < np.nanmedian(heights) < 200  # the dancer is ~114 px tall in the working frame
+
+
+def test_a_dancer_who_walks_in_late_is_found_within_a_few_frames(examples_dir):
+    """The second search of the cascade rests (looks every few frames) once it has found
+    nobody for a while; a dancer who appears after that is still found within that many
+    frames. ``duet`` with its right-hand dancer painted out for the first ``arrive`` frames."""
+    from scail_backend.estimators import mediapipe_holistic as M
+    from scail_backend.video.reader import open_video
+
+    video = examples_dir / "duet" / "driving.mp4"
+    if not video.is_file():
+        pytest.skip(f"{video} not found")
+    frames = [f.copy() for f in open_video(video, resolution=(512, 896))]
+    arrive = M.REST_AFTER_FRAMES + 6            # well after the second search went to rest
+    for frame in frames[:arrive]:
+        frame[:, 489:] = 128                    # the right-hand dancer (x 495..713) is not there
+    with M.MediaPipeHolisticEstimator() as est:
+        seq = est.estimate(iter(frames), size=(512, 896), fps=16.0)
+    tall = (seq.bbox[..., 3] - seq.bbox[..., 1]) > 0.5 * 512     # the dancers, not the crowd
+    dancers = (seq.present() & tall).sum(0)
+    assert (dancers[:arrive] <= 1).all()
+    first_two = arrive + int(np.argmax(dancers[arrive:] >= 2))
+    assert dancers[first_two] >= 2 and first_two < arrive + M.RESTING_EVERY_FRAMES
+    assert (dancers[first_two:] >= 2).mean() >= 0.9

@@ -7,7 +7,9 @@ and smooths the landmarks.
 
 Holistic finds one person per image; several are found by a search (``person_search``): a
 cascade of video-mode graphs, each run on the frame with the people found before it painted
-over; crops around the previous frame's people that the cascade missed; and, where nobody was
+over (a deeper graph that has found nobody for ``REST_AFTER_FRAMES`` frames looks every
+``RESTING_EVERY_FRAMES`` frames only: on a one-person clip the second search cost a quarter of
+the CPU time); crops around the previous frame's people that the cascade missed; and, where nobody was
 found (and every ``SCAN_EVERY_FRAMES`` frames), square tiles of the frame, each searched as a
 cascade of its own, which find people too small for the full frame (after MediaPipe's
 224-pixel detector downscale); while still nobody is found, every ``FINE_SCAN_EVERY_FRAMES``
@@ -50,6 +52,9 @@ MIN_DETECTION_CONFIDENCE = 0.5   # MediaPipe's defaults
 MIN_TRACKING_CONFIDENCE = 0.5
 SOLUTION_FRAME_STEP_US = 33333   # what mediapipe.solutions adds to its clock per process() call
 MAX_CASCADE = 6          # most people the full-frame cascade looks for in one frame
+REST_AFTER_FRAMES = 32   # a deeper cascade graph that found nobody this many frames in a row ...
+RESTING_EVERY_FRAMES = 4  # ... looks this often only (measured on dance_a: the second graph
+                          # cost 34 of 125 ms CPU per frame)
 SCAN_EVERY_FRAMES = 16   # tiles are searched this often (and whenever nobody is followed)
 FINE_SCAN_EVERY_FRAMES = 8  # while nobody is found, half-size tiles too, this often
 FINE_TILE_FRACTION = 0.5    # their side, as a fraction of the frame's short side
@@ -254,6 +259,15 @@ class _PeopleSearch:
         self._est, self._size, self._step_us = estimator, tuple(size), step_us
         self._previous = []   # boxes of the people found in the previous frame
         self._frame = -1
+        self._idle = {}       # cascade graph k -> frames in a row it has found nobody new
+
+    def _resting(self, k: int) -> bool:
+        """Whether cascade graph ``k`` (k >= 1) skips this frame: after finding nobody for
+        :data:`REST_AFTER_FRAMES` frames in a row it looks on every :data:`RESTING_EVERY_FRAMES`
+        th frame only, so a one-person clip does not pay for a second full search each frame;
+        someone who walks in is still found within that many frames."""
+        return (k > 0 and self._idle.get(k, 0) >= REST_AFTER_FRAMES
+                and self._frame % RESTING_EVERY_FRAMES != 0)
 
     def find(self, frame: np.ndarray) -> list:
         """Every person found in ``frame`` (RGB uint8 at the working size), as ``_Find``s."""
@@ -262,10 +276,14 @@ class _PeopleSearch:
         found = []
         limit = self._est.max_people_per_frame
         for k in range(limit):  # the cascade: graph k sees the k people found so far painted
+            if self._resting(k):
+                break
             result = self._est._graph(k).run(work, self._frame, self._step_us)
             new = _find(result, self._size, (0, 0))
             if new is None or self._repeat(new, mask):
+                self._idle[k] = self._idle.get(k, 0) + 1
                 break
+            self._idle[k] = 0
             if not self._accept(new, found, work, mask):
                 break  # the crowd behind: what a deeper search finds is smaller still
         if self._est.search_small:
