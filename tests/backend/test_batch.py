@@ -497,10 +497,15 @@ def test_the_driver_says_each_clips_warnings_and_failure(tmp_path, caplog):
         _record(Clip("x/slow", tmp_path / "a.mp4"), {"status": "done", "frames": 3,
                                                      "warnings": ["a.mp4 is 60 fps; ..."]},
                 report, summary, ClipEvents())
-        _record(Clip("x/bad", tmp_path / "b.mp4"), {"status": "failed", "error": "not a video"},
+        link = tmp_path / "x" / "bad" / "driving.mp4"   # what the worker opened
+        _record(Clip("x/bad", tmp_path / "in" / "b.mp4"),
+                {"status": "failed", "error": f"{link} is not a readable video"},
                 report, summary, ClipEvents())
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert "x/slow: a.mp4 is 60 fps; ..." in said and "x/bad failed: not a video" in said
+    # the user's own file is named, not the link to it in the clip's output folder
+    assert "x/slow: a.mp4 is 60 fps; ..." in said
+    assert f"x/bad failed: {tmp_path / 'in' / 'b.mp4'} is not a readable video" in said
+    assert latest(tmp_path)["x/bad"]["error"] == f"{tmp_path / 'in' / 'b.mp4'} is not a readable video"
     assert (summary.done, summary.failed) == (1, 1)
 
 

@@ -50,6 +50,19 @@ def prepare(clip: Clip, folder: Path) -> Path:
     return folder
 
 
+def in_input_terms(text: str, clip: Clip, folder: Path) -> str:
+    """``text`` (an error or warning said of the clip's folder under OUT_DIR) with the paths of
+    the links :func:`prepare` made there replaced by the user's own files, which the links
+    point to."""
+    pairs = [(folder / DRIVING_VIDEO, clip.video)]
+    if clip.reference is not None:
+        pairs += [(folder / name, clip.reference) for name in REFERENCE_IMAGE_NAMES]
+    for link, source in pairs:
+        for form in dict.fromkeys((str(link.absolute()), str(link))):
+            text = text.replace(form, str(source))
+    return text
+
+
 def _link(source: Path, link: Path) -> None:
     """``link`` -> ``source`` (absolute), replacing a stale link; nothing when ``link`` already
     is ``source`` (a batch written in place)."""

@@ -32,7 +32,7 @@ from typing import List, Optional
 
 from scail_protocol.errors import ScailError
 
-from .clipdir import finished, remove_partial
+from .clipdir import finished, in_input_terms, remove_partial
 from .flow import ClipFlow, WorkerPool
 from .inputs import Clip, discover
 from .progress import ClipEvents, FrameProgress
@@ -134,7 +134,13 @@ def _check_out_dir(out_dir: Path) -> None:
 
 def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
             events: ClipEvents) -> None:
-    """Count a clip's outcome, append it to the report and tell the events."""
+    """Count a clip's outcome, append it to the report and tell the events (its error and
+    warnings name the user's files, not the links in the clip's output folder)."""
+    folder = report.path.parent / clip.name
+    outcome = dict(outcome, error=in_input_terms(outcome["error"], clip, folder)
+                   if outcome.get("error") else outcome.get("error"),
+                   warnings=[in_input_terms(w, clip, folder) for w in outcome.get("warnings")
+                             or ()])
     status = outcome.get("status", FAILED)
     if status == DONE:
         summary.done += 1
