@@ -725,23 +725,26 @@ def _add_verbosity(parser, default) -> None:
                                 "still show")
 
 
-def _add_verbosity_to_subcommands(parser) -> None:
-    """-v / -q after the command name too (``scail-pose run DIR -q``), at every level."""
+def _subcommand_parsers(parser):
+    """Every (sub)command parser below ``parser``, at every level, each once."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for child in set(action.choices.values()):
-                if not {"-q", "-v"} & set(child._option_string_actions):
-                    _add_verbosity(child, argparse.SUPPRESS)
-                _add_verbosity_to_subcommands(child)
+            for child in dict.fromkeys(action.choices.values()):   # aliases share a parser
+                yield child
+                yield from _subcommand_parsers(child)
+
+
+def _add_verbosity_to_subcommands(parser) -> None:
+    """-v / -q after the command name too (``scail-pose run DIR -q``), at every level."""
+    for child in _subcommand_parsers(parser):
+        if not {"-q", "-v"} & set(child._option_string_actions):
+            _add_verbosity(child, argparse.SUPPRESS)
 
 
 def _remember_each_parser(parser) -> None:
     """``args.parser``: the innermost (sub)command parser that read the command line."""
-    parser.set_defaults(parser=parser)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in set(action.choices.values()):
-                _remember_each_parser(child)
+    for each in (parser, *_subcommand_parsers(parser)):
+        each.set_defaults(parser=each)
 
 
 # Environment variables that quieten the C++ logging of mediapipe / TensorFlow Lite / absl

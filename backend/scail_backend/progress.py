@@ -117,7 +117,8 @@ class _LineReport:
 
     def __init__(self, stage: str, unit: str):
         self.stage, self.unit = stage, unit
-        self.started = self.last_line = time.monotonic()
+        self.started = time.monotonic()
+        self.last_line = None   # when the last line was written (None: none yet)
         self.step = -1          # the last tenth reported
         self.done, self.total = 0, 0
         self.finished = False
@@ -132,13 +133,12 @@ class _LineReport:
                 self._write(now)
             if done >= self.total:
                 self.finished = True
-        elif self.step < 0 or now - self.last_line >= LINE_INTERVAL_S:
-            self.step = 0
+        elif self.last_line is None or now - self.last_line >= LINE_INTERVAL_S:
             self._write(now)
 
     def finish(self) -> None:
         """The last line of a stage that ended without reaching its total (or had none)."""
-        if not self.finished and self.step >= 0:
+        if not self.finished and self.last_line is not None:
             self.finished = True
             self._write(time.monotonic())
 

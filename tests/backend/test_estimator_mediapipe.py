@@ -414,9 +414,9 @@ def test_stderr_works_again_after_the_quiet_first_frame(capfd, caplog):
         est.estimate([np.full((128, 224, 3), 90, np.uint8)], size=(128, 224), fps=16.0)
         assert est._cascade[0]._solution is not None   # built on the first frame ...
         est._cascade[0].reset()
-        assert est._cascade[0]._restart                # ... restarted with the next one
+        assert est._cascade[0]._starting               # ... restarted with the next one
         est.estimate([np.full((128, 224, 3), 90, np.uint8)], size=(128, 224), fps=16.0)
-        assert not est._cascade[0]._restart
+        assert not est._cascade[0]._starting
     os.write(2, b"stderr-marker\n")
     err = capfd.readouterr().err
     assert "stderr-marker" in err

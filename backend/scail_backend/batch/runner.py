@@ -136,24 +136,21 @@ def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
             events: ClipEvents) -> None:
     """Count a clip's outcome, append it to the report and tell the events (its error and
     warnings name the user's files, not the links in the clip's output folder)."""
-    folder = report.path.parent / clip.name
-    outcome = dict(outcome, error=in_input_terms(outcome["error"], clip, folder)
-                   if outcome.get("error") else outcome.get("error"),
-                   warnings=[in_input_terms(w, clip, folder) for w in outcome.get("warnings")
-                             or ()])
+    said = lambda text: in_input_terms(text, clip, report.path.parent / clip.name)
+    error = said(outcome["error"]) if outcome.get("error") else None
+    warnings = [said(text) for text in outcome.get("warnings") or ()]
     status = outcome.get("status", FAILED)
     if status == DONE:
         summary.done += 1
         summary.frames += int(outcome.get("frames") or 0)
     else:
         summary.failed += 1
-        summary.failures.append(f"{clip.name}: {outcome.get('error')}")
-        log.warning("%s failed: %s", clip.name, outcome.get("error"))
-    for text in outcome.get("warnings") or ():   # the workers' own logs stay on their nodes
+        summary.failures.append(f"{clip.name}: {error}")
+        log.warning("%s failed: %s", clip.name, error)
+    for text in warnings:   # the workers' own logs stay on their nodes
         log.warning("%s: %s", clip.name, text)
     record = report.add(clip.name, status, video=clip.video, frames=outcome.get("frames"),
-                        seconds=outcome.get("seconds"), error=outcome.get("error"),
-                        warnings=outcome.get("warnings"))
+                        seconds=outcome.get("seconds"), error=error, warnings=warnings)
     events.clip_ended(clip, record)
 
 

@@ -212,26 +212,26 @@ class _Graph:
         self._options = options
         self._solution = None
         self._last_frame = None
-        self._restart = False
+        self._starting = True   # the next frame builds (or restarts) the graph
 
     def run(self, image: np.ndarray, frame_index: int, step_us: int):
         """Holistic's result for ``image``, seen as frame ``frame_index`` of the video."""
         gap = 1 if self._last_frame is None else max(1, frame_index - self._last_frame)
         self._last_frame = frame_index
-        if self._solution is not None and not self._restart:
+        if not self._starting:
             return _process_at(self._solution, image, gap * step_us)
         with _native_stderr_silenced():
             if self._solution is None:
                 self._solution = _import_mediapipe().solutions.holistic.Holistic(**self._options)
-            elif self._restart:
+            else:
                 self._solution.reset()
-            self._restart = False
+            self._starting = False
             return _process_at(self._solution, image, gap * step_us)
 
     def reset(self) -> None:
         """Forget the video so far; the graph restarts with its next frame."""
         self._last_frame = None
-        self._restart = self._solution is not None
+        self._starting = True
 
     def close(self) -> None:
         if self._solution is not None:

@@ -38,7 +38,7 @@ PIX_FMT = "yuv420p"         # docs/pipeline.md §8 (and §12: what SCAIL decodes
 CRF = 23                    # docs/pipeline.md §8: libx264's default quality
 PRESET = "medium"           # docs/pipeline.md §8
 FRAME_NAME = "frame_{:05d}.png"
-FRAME_GLOB = "frame_*.png"  # what an existing frames folder may hold: it is replaced as a whole
+FRAME_GLOB = FRAME_NAME.replace("{:05d}", "*")  # what an existing frames folder may hold
 
 
 class Mp4Writer:
