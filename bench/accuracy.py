@@ -18,10 +18,10 @@ all clips:
 * Slide: how fast the estimate's feet slide along the floor (m/s) while the truth's are planted
   (``synth.metrics.foot_sliding``), what an artist sees as skating feet in Blender.
 
-With ``--bodies`` the clips are rendered for several body types of ``synth.bodies`` (child-like,
-short and heavy, tall and slim, long-legged, average) and a pooled row per body type follows;
-body types outside ``--tuned`` (default: average and child, the ones the CPU default's mapping and
-the whole-take fit were tuned on) are marked "held-out".
+With ``--bodies`` the clips are rendered for several body types of ``synth.bodies`` (average,
+child-like, stocky, lanky, short and heavy, tall and slim, long-legged) and a pooled row per body
+type follows; body types outside ``--tuned`` (default: ``synth.bodies.TUNING_BODIES``, the ones the
+CPU default's mapping and the whole-take fit were tuned on) are marked "held-out".
 
 With ``--fit`` each estimate is also refined by the whole-take fit (``scail_backend.take_fit``,
 as ``extract --fit``) and scored beside the raw (the table's right-hand columns).
@@ -239,8 +239,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the summaries here")
     parser.add_argument("--bodies", default="average",
                         help="comma-separated body types, or 'all' (default: average)")
-    parser.add_argument("--tuned", default="average,child",
-                        help="body types used for tuning; the others are reported as held-out")
+    parser.add_argument("--tuned", default=None,
+                        help="comma-separated body types used for tuning; the others are "
+                             "reported as held-out (default: synth.bodies.TUNING_BODIES)")
     parser.add_argument("--fit", action="store_true",
                         help="also score the estimates refined by the whole-take fit")
     parser.add_argument("--smooth", nargs="?", const="default", default=None, metavar="STRENGTH",
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
         return 2
     from scail_backend.smoothing import parse_strength, smooth_sequence
     from scail_backend.synth import MOTIONS
-    from scail_backend.synth.bodies import BODIES, get_body
+    from scail_backend.synth.bodies import BODIES, TUNING_BODIES, get_body
     from scail_backend.take_fit import fit_sequence
     from scail_protocol.sequence import PoseSequence
 
@@ -280,7 +281,7 @@ def main(argv=None) -> int:
             get_body(body)
     except Exception as e:
         parser.error(str(e))
-    tuned = set(args.tuned.split(","))
+    tuned = set(args.tuned.split(",") if args.tuned else TUNING_BODIES)
 
     motions = args.motions.split(",") if args.motions else list(MOTIONS)
     cameras = args.cameras.split(",")

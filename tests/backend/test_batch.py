@@ -519,3 +519,40 @@ def test_videos_outside_scail_folders_are_named_not_silently_left_out(tmp_path, 
     (said,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert said.startswith("1 video file(s) under ") and "take2.MOV" in said
     assert "glob" in said and "manifest" in said
+
+
+class _ClientThatFailsToStart:
+    """Stands in for ``ray`` only in what the retry rule reads: ``init`` raising what Ray Client
+    raises when its server cannot start its per-client process, ``failures`` times."""
+
+    def __init__(self, failures: int, message: str = "Initialization failure from server:\nx"):
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError(self.message)
+
+
+def test_ray_client_start_up_failure_is_tried_again(monkeypatch):
+    from scail_backend.batch import raysession
+    monkeypatch.setattr(raysession, "CLIENT_INIT_PAUSE_S", 0.0)
+    client = _ClientThatFailsToStart(failures=raysession.CLIENT_INIT_ATTEMPTS - 1)
+    assert raysession.start_ray(client, "ray://127.0.0.1:1", workers=1) is True
+    assert client.calls == raysession.CLIENT_INIT_ATTEMPTS
+
+
+def test_ray_client_that_never_starts_or_refuses_is_one_error(monkeypatch):
+    from scail_backend.batch import raysession
+    monkeypatch.setattr(raysession, "CLIENT_INIT_PAUSE_S", 0.0)
+    never = _ClientThatFailsToStart(failures=99)
+    with pytest.raises(ScailError, match="cannot start or reach the Ray cluster at ray://"):
+        raysession.start_ray(never, "ray://127.0.0.1:1", workers=1)
+    assert never.calls == raysession.CLIENT_INIT_ATTEMPTS
+    refused = _ClientThatFailsToStart(failures=99, message="connection refused")
+    with pytest.raises(ScailError):
+        raysession.start_ray(refused, "ray://127.0.0.1:1", workers=1)
+    assert refused.calls == 1  # not a start-up failure: not tried again

@@ -84,6 +84,12 @@ def test_every_body_stands_on_the_floor(name):
     np.testing.assert_allclose(d, d[:1].repeat(len(d), 0), atol=1e-9)  # rigid skeleton
 
 
+def test_some_body_types_are_held_out_from_tuning():
+    assert set(bodies.TUNING_BODIES) < set(bodies.BODIES)
+    held_out = set(bodies.BODIES) - set(bodies.TUNING_BODIES)
+    assert {"short_heavy", "tall_slim", "long_legged"} <= held_out
+
+
 def test_landmarks_move_with_the_body():
     avg, child = landmark_table(), landmark_table("child")
     assert avg.names == child.names

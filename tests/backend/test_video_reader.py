@@ -209,6 +209,7 @@ def test_unreadable_image_in_folder_is_skipped_with_a_note(tmp_path):
     source = open_video(tmp_path)
     assert len(list(source)) == 2
     assert any("a2.png" in p for p in source.problems)
+    assert source.problems[-1] == "the folder holds 3 images"
 
 
 def test_empty_folder_is_an_error(tmp_path):
@@ -272,6 +273,7 @@ def test_truncated_video_yields_what_decodes_and_warns(tmp_path, caplog):
     assert any("truncated" in p for p in source.problems)
     assert "truncated" in caplog.text
     assert caplog.text.count("damaged or truncated") == 1   # said once, however it shows
+    assert "the file announces 20 frames" in caplog.text
 
 
 def test_corrupt_middle_keeps_decoding(tmp_path):

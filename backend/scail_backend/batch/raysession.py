@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from contextlib import contextmanager
 
 from scail_protocol.errors import ScailError
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024   # poses are small: the store stays small
 TAICHI_ENV = {"TI_SKIP_VERSION_CHECK": "ON"}   # taichi's online version check hangs offline
+CLIENT_INIT_ATTEMPTS = 3                       # Ray Client: tries when its server fails to start
+CLIENT_INIT_TRANSIENT = "Initialization failure from server"
+CLIENT_INIT_PAUSE_S = 2.0                      # pause before the next try, times the try number
 AUTH_HINT = ("; if the cluster uses token authentication, set RAY_AUTH_MODE=token and its "
              "token in RAY_AUTH_TOKEN or ~/.ray/auth_token")
 
@@ -81,13 +85,28 @@ def start_ray(ray, address, workers: int) -> bool:
         kwargs.update(address=address)
     try:
         with _signal_handlers_kept():
-            ray.init(**kwargs)
+            _init_with_retry(ray, kwargs)
     except Exception as e:  # ConnectionError, RuntimeError, ValueError from a bad address
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         hint = AUTH_HINT if address and "RAY_AUTH_MODE" not in os.environ else ""
         raise ScailError(f"cannot start or reach {where}: {one_line(cause(e), 200)}"
                          f"{hint}") from None
     return True
+
+
+def _init_with_retry(ray, kwargs: dict) -> None:
+    """``ray.init(**kwargs)``, tried again when a Ray Client server fails to start its
+    per-client process (a transient start-up failure on a loaded head node)."""
+    for attempt in range(CLIENT_INIT_ATTEMPTS):
+        try:
+            ray.init(**kwargs)
+            return
+        except ConnectionError as e:
+            transient = CLIENT_INIT_TRANSIENT in str(e)
+            if not transient or attempt == CLIENT_INIT_ATTEMPTS - 1:
+                raise
+            log.info("Ray Client could not start its server (%s); trying again", one_line(e, 120))
+            time.sleep(CLIENT_INIT_PAUSE_S * (attempt + 1))
 
 
 @contextmanager

@@ -63,7 +63,15 @@ LIBRARY = {body.name: body for body in (
              long_hair=True,
              colors={"shirt": (120, 60, 140), "trousers": (70, 110, 150), "hair": (95, 50, 30)},
              description="long legs and arms, short torso"),
+    BodyType("stocky", height=0.96, legs=0.86, arms=0.96, torso=1.08, girth=1.22,
+             colors={"shirt": (70, 90, 160), "trousers": (60, 60, 60), "hair": (60, 40, 30)},
+             description="stocky: about 1.63 m, short legs, long torso, broad"),
+    BodyType("lanky", height=1.05, legs=1.12, arms=1.10, torso=0.95, girth=0.85,
+             long_hair=True,
+             colors={"shirt": (180, 150, 60), "trousers": (90, 50, 40), "hair": (20, 20, 20)},
+             description="lanky: about 1.90 m, long limbs, narrow"),
 )}
+TUNING_BODIES = ("average", "child", "stocky", "lanky")  # the rest are held out from tuning
 BODIES = tuple(LIBRARY)
 DEFAULT_BODY = "average"
 

@@ -106,16 +106,21 @@ class VideoSource:
             self.frames_read += 1
             yield frame
         if self.num_frames_exact and 0 < self.frames_read < (self.num_frames or 0):
-            said = any("damaged or truncated" in problem for problem in self.problems)
-            self.problems.append(f"decoded {self.frames_read} of the {self.num_frames} frames "
-                                 f"the file announces" + ("" if said else
-                                                          ": the file is damaged or truncated"))
+            self.problems.append(self._shortfall())
         if self.frames_read == 0:
             detail = f" ({'; '.join(self.problems)})" if self.problems else ""
             raise VideoError(f"{self.path}: no frame could be decoded{detail}")
         if self.problems:
             log.warning("%s: read %d frames; %s", self.path, self.frames_read,
                         "; ".join(self.problems))
+
+    def _shortfall(self) -> str:
+        """The note on fewer frames read than announced; the cause is added only when no
+        problem noted so far gives it (every decoder problem already says what is wrong)."""
+        if self.kind == "images":
+            return f"the folder holds {self.num_frames} images"
+        note = f"the file announces {self.num_frames} frames"
+        return note if self.problems else f"{note}: it is damaged or truncated"
 
     def timed_frames(self) -> Iterator[TimedFrame]:
         """The source's frames at the working size with their presentation times (seconds),
@@ -365,7 +370,7 @@ def _decoded_frames(container, stream, problems: list, tally: Optional[_Tally] =
         except StopIteration:
             break
         except av.FFmpegError as e:
-            problems.append(f"the stream ends in damaged data ({_reason(e)}); the file may be "
+            problems.append(f"the stream ends early ({_reason(e)}): the file is damaged or "
                             f"truncated")
             break
         if packet.size and not packet.is_discard:  # discarded: outside the edit list
