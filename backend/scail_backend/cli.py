@@ -25,7 +25,8 @@ from pathlib import Path
 from scail_protocol.contract import (DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_FPS, POSES_SUFFIX,
                                      VIDEO_SUFFIX)
 from scail_protocol.errors import ScailError
-from scail_protocol.outputs import check_output_file, check_output_folder, describe_os_error
+from scail_protocol.outputs import (check_output_file, check_output_folder, describe_os_error,
+                                    is_inside)
 
 from . import __version__, options, signals
 from .progress import TqdmProgress, logs_above_bars
@@ -93,7 +94,7 @@ def cmd_render(args) -> int:
     out = check_output_file(args.output, [args.poses], what="-o", suffix=VIDEO_SUFFIX)
     if args.frames is not None:
         check_output_folder(args.frames, [args.poses], what="--frames", only=FRAME_GLOB)
-        if os.path.realpath(out).startswith(os.path.join(os.path.realpath(args.frames), "")):
+        if is_inside(out, args.frames):
             raise RenderError(f"-o {out} is inside --frames {args.frames}, which is replaced "
                               f"as a whole; write the video elsewhere")
     seq = PoseSequence.load(args.poses)

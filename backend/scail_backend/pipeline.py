@@ -131,8 +131,8 @@ def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolu
         WeightsMissing, EstimatorError: the estimator cannot be created.
         Cancelled: the progress callback cancelled the job.
     """
-    sequence, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir,
-                           smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
+    sequence, _, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir,
+                              smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     return sequence
 
 
@@ -140,7 +140,7 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
              smoothing=None, fps=None, cleanup=None, device=None):
     """extract_video's work; ``on_open(source)`` runs once the input and estimator are ready.
 
-    Returns (sequence, source).
+    Returns (sequence, source, the :func:`speed_notice` it logged or None).
     """
     from .cleanup import CleanupOptions, clean_sequence
     from .smoothing import parse_strength
@@ -194,7 +194,7 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
                             order=cleanup.order)
     sequence = clean_sequence(sequence, fill_gaps=cleanup.fill_gaps, take_fit=cleanup.take_fit,
                               smoothing=strength, foot_lock=cleanup.foot_lock)
-    return sequence, source
+    return sequence, source, notice
 
 
 def speed_notice(fps: float, path) -> Optional[str]:
@@ -320,7 +320,7 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
             warmups.append(_RendererWarmup(src.size, arch))
 
     try:
-        sequence, source = _extract(
+        sequence, source, notice = _extract(
             driving, estimator, resolution, progress, weights_dir, on_open=warm,
             smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     finally:  # no thread outlives the call, whatever happened
@@ -337,8 +337,7 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
-    notice = speed_notice(source.fps, driving)
-    if notice:   # said by _extract already; kept for the caller (batch reports)
+    if notice:   # logged by _extract already; kept for the caller (batch reports)
         warnings.insert(0, notice)
     aligned = None
     if use_align:

@@ -143,7 +143,7 @@ def check_output_folder(path, inputs: Iterable = (), *, what: str = "output fold
 
 
 def _refuse_foreign_contents(path: Path, what: str, only: str) -> None:
-    if _inside(Path.cwd(), path):
+    if is_inside(Path.cwd(), path):
         raise OutputError(f"{what} {path} is (or holds) the current folder, which cannot be "
                           f"replaced; choose a new folder")
     try:
@@ -165,7 +165,7 @@ def _refuse_inputs(path: Path, inputs: Iterable, what: str, replaced_folder: boo
         if os.path.lexists(path) and same_file(path, source):
             raise OutputError(f"{what} {path} is the input {source}; writing it would destroy "
                               f"the input, so choose another output path")
-        if replaced_folder and _inside(source, path):
+        if replaced_folder and is_inside(source, path):
             raise OutputError(f"{what} {path} holds the input {source}; it would be replaced "
                               f"as a whole, so choose another folder")
 
@@ -179,8 +179,10 @@ def _check_parent(path: Path, what: str) -> None:
                           f"create it first")
 
 
-def _inside(source, folder: Path) -> bool:
-    """Whether ``source`` lies at or below ``folder`` (both resolved)."""
+def is_inside(source, folder) -> bool:
+    """Whether ``source`` lies at or below ``folder`` (links resolved); False when ``folder`` is
+    not an existing folder."""
+    folder = Path(folder)
     if not folder.is_dir():
         return False
     real_source, real_folder = _real(source), _real(folder)

@@ -32,6 +32,7 @@ from typing import Iterable, List, Optional
 
 from scail_protocol.contract import DRIVING_VIDEO, REFERENCE_IMAGE_NAMES
 from scail_protocol.errors import ScailError
+from scail_protocol.outputs import is_inside
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 CLIP_OPTIONS = ("estimator", "resolution", "smooth", "fps", "arch")
@@ -149,7 +150,7 @@ def _from_glob(pattern: str, skip: list) -> List[Clip]:
     clips = []
     for match in sorted(glob.glob(pattern, recursive=True)):
         path = Path(match)
-        if any(_inside(path, s) for s in skip):
+        if any(is_inside(path, s) for s in skip):
             continue
         if path.is_dir() and (path / DRIVING_VIDEO).is_file():
             clips.append(scail_folder_clip(path, _relative_name(path, root)))
@@ -261,14 +262,6 @@ def _check_name(name: str, where: str) -> str:
         raise BatchInputError(f"{where}: clip name {name!r} must be a relative path inside "
                               f"OUT_DIR")
     return pure.as_posix()
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False
 
 
 def _unique(clips: List[Clip]) -> List[Clip]:
