@@ -488,9 +488,10 @@ def cmd_synth(args) -> int:
         print("cameras:")
         for setup in cameras.LIBRARY.values():
             print(f"  {setup.name:<14} {setup.description}")
-        print("body types:")
+        print("body types (held out: not used to tune the CPU default's mapping and fit):")
         for body in bodies.LIBRARY.values():
-            print(f"  {body.name:<14} {body.description}")
+            held_out = "" if body.name in bodies.TUNING_BODIES else " (held out)"
+            print(f"  {body.name:<14} {body.description}{held_out}")
         return EXIT_OK
     if args.output is None:
         raise ScailError("give an output folder with -o DIR (or --list to see the motions)")

@@ -11,6 +11,7 @@ from scail_protocol.sequence import PoseSequence
 
 from scail_backend.synth import CAMERAS, MOTIONS, make_clip, motions
 from scail_backend.synth import cameras as synth_cameras
+from scail_backend.synth.bodies import BODIES, TUNING_BODIES
 from scail_backend.synth.figure import ground_contacts
 from scail_backend.synth.skeleton import forward_kinematics, pose_points
 
@@ -245,5 +246,8 @@ def test_cli_synth_list_and_bad_name(capsys):
     assert main(["synth", "--list"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in ALL_MOTIONS + CAMERAS)
+    lines = {line.split()[0]: line for line in listing.splitlines() if line.startswith("  ")}
+    for body in BODIES:
+        assert lines[body].endswith("(held out)") == (body not in TUNING_BODIES), lines[body]
     assert main(["synth", "--motion", "moonwalk", "-o", "unused"]) == 2
     assert "wave" in capsys.readouterr().err
