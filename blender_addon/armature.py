@@ -91,8 +91,9 @@ def import_sequence(seq, collection, *, scene, name: str = "SCAIL", video_path=N
             result.armatures.append(made[0])
             result.actions.append(made[1])
         if not result.armatures:
-            raise SequenceError(f"no person in the sequence has a frame with all 24 joints "
-                                f"present ({seq!r}); nothing to import")
+            raise SequenceError(f"no person in the poses has a frame with all 24 joints "
+                                f"({seq.num_people} people, {seq.num_frames} frames); there "
+                                f"is no motion to bring into Blender")
     except BaseException:
         remove_imported(result)
         raise

@@ -97,9 +97,15 @@ def cmd_render(args) -> int:
         if is_inside(out, args.frames):
             raise RenderError(f"-o {out} is inside --frames {args.frames}, which is replaced "
                               f"as a whole; write the video elsewhere")
+        if os.path.realpath(out) == os.path.realpath(args.frames):
+            raise RenderError(f"-o and --frames both name {out}; give the frames their own "
+                              f"folder")
     seq = PoseSequence.load(args.poses)
     check_render_size(seq.size)
     options.check_arch(args.arch)
+    if seq.num_frames and not seq.present().any():
+        log.warning("nobody is present in any of the %d frames of %s: the video will be all "
+                    "black", seq.num_frames, args.poses)
     progress = make_progress(args)
     try:
         report = render_sequence(seq, out, frames_dir=args.frames, arch=args.arch,
@@ -164,6 +170,20 @@ examples:
   scail-pose weights list
   scail-pose weights download
   scail-pose weights verify --weights-dir /data/scail_weights
+"""
+
+SYNTH_EPILOG = """\
+DIR is created, or it may hold a synthetic clip made before (replaced); a folder holding someone's
+footage (driving.mp4 or a reference image without truth.npz) or a run's results (poses.npz,
+rendered.mp4) is refused. DIR is then what `scail-pose run DIR` reads, and truth.npz scores an
+estimate (bench/accuracy.py) or renders as the truth's conditioning video.
+
+examples:
+  scail-pose synth --list                                   # motions, cameras, body types
+  scail-pose synth -o wave_clip --motion wave               # the average figure, front view
+  scail-pose synth -o squat_child --motion squat --body child --camera three_quarter
+  scail-pose synth -o short --motion walk --frames 24 --resolution 256 448
+  scail-pose run wave_clip && scail-pose render wave_clip/truth.npz -o truth.mp4
 """
 
 DEMO_DIR = "scail_demo"
@@ -392,9 +412,16 @@ def _exit_if_nobody(seq, command: str, consequence: str) -> int:
     """EXIT_NOBODY, with one line on stderr that -q does not hide, when nobody was found."""
     if seq.num_frames == 0 or seq.present().any():
         return EXIT_OK
+    tracking = seq.meta.get("tracking", {})
+    blips, shortest = tracking.get("spurious_dropped", 0), tracking.get("shortest_track_frames")
+    if blips and shortest:
+        why = (f"people were found, but only in {blips} track(s) shorter than {shortest} frames, "
+               f"dropped as blips; a person who jumps from frame to frame (cuts, a folder of "
+               f"unrelated images) breaks tracks")
+    else:
+        why = "a person very small, dark or cut off is not found; try a closer or brighter clip"
     print(f"scail-pose {command}: error: no person found in any of the {seq.num_frames} frames; "
-          f"{consequence} (a person very small, dark or cut off is not found; try a closer "
-          f"or brighter clip)", file=sys.stderr)
+          f"{consequence} ({why})", file=sys.stderr)
     return EXIT_NOBODY
 
 
@@ -459,7 +486,8 @@ def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="render a synthetic human clip with exact ground truth",
                        description="Render the project's synthetic figure (Blender, headless) "
                                    "doing a motion: DIR/driving.mp4 and DIR/truth.npz (its exact "
-                                   "SMPL-24 joints, camera frame, mm, with their projections).")
+                                   "SMPL-24 joints, camera frame, mm, with their projections).",
+                       epilog=SYNTH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--motion", default="demo", metavar="NAME",
                    help="motion to perform (see --list; default: demo, the README clip)")
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="output folder (created)")

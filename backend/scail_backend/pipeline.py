@@ -58,6 +58,7 @@ PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB
                              # decoding runs ahead while the estimator loads its models
 HASH_CHUNK_BYTES = 1 << 20
 OUTPUT_FPS = float(contract.OUTPUT_FPS)  # the conditioning video's rate (scail_protocol.contract)
+REPEAT_TOLERANCE = 0.05     # --fps up to 5 % above the source's rate: too few repeats to mention
 
 
 @dataclass
@@ -140,7 +141,7 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
              smoothing=None, fps=None, cleanup=None, device=None):
     """extract_video's work; ``on_open(source)`` runs once the input and estimator are ready.
 
-    Returns (sequence, source, the :func:`speed_notice` it logged or None).
+    Returns (sequence, source, the notices on the clip's rate it logged: a list of lines).
     """
     from .cleanup import CleanupOptions, clean_sequence
     from .smoothing import parse_strength
@@ -154,8 +155,10 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
              source.source_size[1], source.source_size[0], source.source_fps,
              source.num_frames if source.num_frames is not None else "unknown",
              source.size[1], source.size[0])
-    notice = speed_notice(source.fps, path)
-    if notice:
+    notices = [n for n in (
+        speed_notice(source.fps, path, source.source_fps if source.resampled else None),
+        repeat_notice(source.fps, source.source_fps, path) if source.resampled else None) if n]
+    for notice in notices:
         log.warning("%s", notice)
     hasher = _FileHasher(path) if path.is_file() else None
     owned = None
@@ -194,21 +197,40 @@ def _extract(path: Path, estimator, resolution, progress, weights_dir, on_open=N
                             order=cleanup.order)
     sequence = clean_sequence(sequence, fill_gaps=cleanup.fill_gaps, take_fit=cleanup.take_fit,
                               smoothing=strength, foot_lock=cleanup.foot_lock)
-    return sequence, source, notice
+    return sequence, source, notices
 
 
-def speed_notice(fps: float, path) -> Optional[str]:
+def speed_notice(fps: float, path, source_fps: Optional[float] = None) -> Optional[str]:
     """One line for a clip whose rate is not the conditioning video's 16 fps (docs/pipeline.md §8):
-    rendered at 16 fps its motion plays slower or faster; None when the rates agree."""
+    rendered at 16 fps its motion plays slower or faster; None when the rates agree.
+
+    Args:
+        fps: the rate of the frames estimated (the source's, or the --fps it was resampled to).
+        path: the input, as the line names it.
+        source_fps: the source's own rate when it was resampled to ``fps``; None when not.
+    """
     from .video.timing import same_rate
 
     if same_rate(fps, OUTPUT_FPS):
         return None
+    name = Path(path).name
+    rate = (f"{name} is {fps:g} fps" if source_fps is None or same_rate(fps, source_fps) else
+            f"{name} ({source_fps:g} fps) is resampled to {fps:g} fps")
     factor = fps / OUTPUT_FPS
     pace = f"{factor:.3g}x slower" if factor > 1 else f"{1 / factor:.3g}x faster"
-    return (f"{Path(path).name} is {fps:g} fps; the conditioning video is always "
-            f"{OUTPUT_FPS:g} fps, so its motion will play {pace} than filmed "
-            f"(--fps {OUTPUT_FPS:g} resamples it in time to play at the filmed speed)")
+    return (f"{rate}; the conditioning video is always {OUTPUT_FPS:g} fps, so its motion will "
+            f"play {pace} than filmed (--fps {OUTPUT_FPS:g} resamples it in time to play at the "
+            f"filmed speed)")
+
+
+def repeat_notice(fps: float, source_fps: float, path) -> Optional[str]:
+    """One line when resampling to ``fps`` repeats frames (``fps`` above the source's own
+    ``source_fps``, frames per second); None otherwise."""
+    ratio = fps / source_fps
+    if ratio < 1.0 + REPEAT_TOLERANCE:
+        return None
+    return (f"{Path(path).name} is {source_fps:g} fps, so --fps {fps:g} repeats each frame about "
+            f"{ratio:.2g} times (no motion is made up between frames)")
 
 
 def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
@@ -320,7 +342,7 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
             warmups.append(_RendererWarmup(src.size, arch))
 
     try:
-        sequence, source, notice = _extract(
+        sequence, source, notices = _extract(
             driving, estimator, resolution, progress, weights_dir, on_open=warm,
             smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
     finally:  # no thread outlives the call, whatever happened
@@ -337,8 +359,7 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
-    if notice:   # logged by _extract already; kept for the caller (batch reports)
-        warnings.insert(0, notice)
+    warnings[:0] = notices   # logged by _extract already; kept for the caller (batch reports)
     aligned = None
     if use_align:
         from .align import align_to_reference

@@ -347,7 +347,8 @@ def track_people(seq: PoseSequence, *, max_people: Optional[int] = None,
              if short else "")
     meta = dict(out.meta, tracking=dict(
         params=asdict(params), order=order, max_people=max_people, tracks_found=found,
-        tracks_dropped=dropped, spurious_dropped=len(short), detector_slots=seq.num_people))
+        tracks_dropped=dropped, spurious_dropped=len(short), shortest_track_frames=shortest,
+        detector_slots=seq.num_people))
     return out.replace(track_id=np.arange(out.num_people, dtype=np.int64), meta=meta)
 
 

@@ -27,6 +27,7 @@ import errno
 import fnmatch
 import os
 import secrets
+import tempfile
 import shutil
 import threading
 from contextlib import contextmanager
@@ -177,6 +178,18 @@ def _check_parent(path: Path, what: str) -> None:
     if not parent.is_dir():
         raise OutputError(f"cannot write {what} {path}: folder {parent} does not exist; "
                           f"create it first")
+    _probe_writable(path, parent)
+
+
+def _probe_writable(path: Path, parent: Path) -> None:
+    """Create and remove a file in ``parent``, so that a folder this process cannot write in
+    (permissions, a read-only or virtual file system) is refused before the work, not after."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as e:
+        raise output_error(path, e) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def is_inside(source, folder) -> bool:

@@ -242,3 +242,22 @@ def test_run_help_mentions_16_fps_and_examples(capsys):
         main(["run", "--help"])
     text = capsys.readouterr().out
     assert "16 fps" in text and "examples:" in text and "scail-pose run" in text
+
+
+def test_nobody_kept_after_tracking_says_the_people_found_were_blips(capsys):
+    from scail_backend.cli import _exit_if_nobody
+    from scail_backend.render.samples import walking_sequence
+    from scail_backend.tracking import track_people
+
+    seq = walking_sequence(10, (48, 80))
+    hidden = np.arange(10) >= 2       # someone in the first 2 frames only: a blip
+    joints, kp2d = seq.joints3d.copy(), seq.kp2d.copy()
+    joints[:, hidden], kp2d[:, hidden] = np.nan, np.nan
+    tracked = track_people(seq.replace(joints3d=joints, kp2d=kp2d))
+    assert _exit_if_nobody(tracked, "extract", "poses all missing") == EXIT_NOBODY
+    err = capsys.readouterr().err
+    assert "people were found, but only in 1 track(s) shorter than 5 frames" in err
+    assert "brighter" not in err
+    assert _exit_if_nobody(track_people(seq.replace(joints3d=joints * np.nan,
+                                                     kp2d=kp2d * np.nan)), "extract", "x") == 3
+    assert "try a closer or brighter clip" in capsys.readouterr().err

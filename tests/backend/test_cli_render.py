@@ -111,3 +111,17 @@ def test_unknown_arch_is_an_argparse_error(poses, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["render", str(poses), "-o", str(tmp_path / "x.mp4"), "--arch", "tpu"])
     assert exit_info.value.code != 0
+
+
+def test_poses_with_nobody_render_black_with_a_warning(poses, tmp_path, capsys):
+    from scail_protocol.sequence import PoseSequence
+
+    seq = PoseSequence.load(poses)
+    nobody = tmp_path / "nobody.npz"
+    seq.replace(joints3d=np.full_like(seq.joints3d, np.nan),
+                kp2d=np.full_like(seq.kp2d, np.nan)).save(nobody)
+    code, _, err = _run(capsys, nobody, "-o", tmp_path / "black.mp4", "--arch", "cpu")
+    assert code == EXIT_OK
+    assert "nobody is present in any of the 5 frames" in err and "all black" in err
+    code, _, err = _run(capsys, poses, "-o", tmp_path / "walk.mp4", "--arch", "cpu")
+    assert code == EXIT_OK and "nobody" not in err

@@ -102,6 +102,14 @@ def test_render_refuses_a_frames_folder_that_holds_the_poses(tmp_path, capsys, p
     assert _listing(tmp_path) == ["p.npz"]
 
 
+def test_render_refuses_one_path_for_the_video_and_the_frames_before_any_work(tmp_path, capsys,
+                                                                              poses):
+    out = tmp_path / "o.mp4"
+    code = main(["-q", "render", str(poses), "-o", str(out), "--frames", str(out)])
+    _one_line_error(capsys, code, "-o and --frames both name")
+    assert not out.exists()
+
+
 def test_render_never_sweeps_away_a_frames_folder_of_other_files(tmp_path, capsys, poses,
                                                                  monkeypatch):
     mine = tmp_path / "mine"
@@ -261,7 +269,8 @@ def test_sigterm_during_estimation_leaves_no_output(tmp_path):
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_while_blender_sets_up_the_synth_scene_stops_cleanly(tmp_path):
     """A signal landing inside Blender's own start-up must not crash it (it is held until
-    the critical section ends); the staging folder is removed."""
+    the critical section ends); the staging folder, and the output folder it made, are
+    removed."""
     pytest.importorskip("bpy")
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "-q", "synth",
@@ -281,7 +290,7 @@ def test_sigterm_while_blender_sets_up_the_synth_scene_stops_cleanly(tmp_path):
             proc.kill()
     assert proc.returncode == 143, stderr
     assert stderr.strip().splitlines() == ["scail-pose synth: stopped by SIGTERM"]
-    assert _listing(out) == []
+    assert not out.exists()   # the folder it made, with its staging folder, is gone
 
 
 # --- the OS at the boundary: a full disk ----------------------------------------------------------

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from scail_protocol import joints as J
 from scail_protocol.camera import blender_to_camera, project
-from scail_protocol.errors import Cancelled, ScailError
+from scail_protocol.errors import Cancelled, OutputError, ScailError
 from scail_protocol.sequence import PoseSequence
 
 from scail_backend.synth import CAMERAS, MOTIONS, make_clip, motions
+from scail_backend.synth.clip import check_clip_folder
 from scail_backend.synth import cameras as synth_cameras
 from scail_backend.synth.bodies import BODIES, TUNING_BODIES
 from scail_backend.synth.figure import ground_contacts
@@ -225,6 +226,33 @@ def test_cancelled_clip_leaves_no_output(tmp_path):
         make_clip(tmp_path, motion="squat", num_frames=4, size=SMALL,
                   progress=cancel_at_second_frame)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(Cancelled):  # a folder the call made goes with it
+        make_clip(tmp_path / "new", motion="squat", num_frames=4, size=SMALL,
+                  progress=cancel_at_second_frame)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("theirs", ["driving.mp4", "ref_image.jpg", "ref.png"])
+def test_a_folder_of_someone_s_footage_is_refused_before_any_work(tmp_path, theirs):
+    (tmp_path / theirs).write_bytes(b"their own footage")
+
+    def never(*_):
+        raise AssertionError("rendering started")
+
+    with pytest.raises(OutputError, match=f"already holds {theirs}, which no synthetic clip"):
+        make_clip(tmp_path, motion="wave", num_frames=2, size=SMALL, progress=never)
+    assert (tmp_path / theirs).read_bytes() == b"their own footage"
+
+
+def test_a_synthetic_clip_may_be_remade_but_not_under_a_run_s_results(small_clip):
+    folder = small_clip.driving.parent
+    assert check_clip_folder(folder) == folder          # its own files: replaced
+    (folder / "poses.npz").write_bytes(b"a run's poses")
+    try:
+        with pytest.raises(OutputError, match=r"results of an earlier run \(poses.npz\)"):
+            check_clip_folder(folder)
+    finally:
+        (folder / "poses.npz").unlink()
 
 
 def test_cli_synth_writes_clip_and_prints_paths(tmp_path, capsys):

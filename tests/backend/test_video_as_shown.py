@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from scail_backend.cli import main
-from scail_backend.pipeline import speed_notice
+from scail_backend.pipeline import repeat_notice, speed_notice
 from scail_backend.video.reader import open_video
 from scail_backend.video.timing import TimedFrame, resample_nearest
 from scail_protocol.errors import VideoError
@@ -235,6 +235,12 @@ def test_speed_notice_says_how_the_motion_will_play():
     assert "3.75x slower" in speed_notice(60.0, "a.mp4")
     assert "2x faster" in speed_notice(8.0, "a.mp4")
     assert "--fps 16" in speed_notice(30.0, "a.mp4")
+    resampled = speed_notice(30.0, "a.mp4", source_fps=60.0)   # says what is rendered
+    assert resampled.startswith("a.mp4 (60 fps) is resampled to 30 fps")
+    assert "1.88x slower" in resampled
+    assert repeat_notice(16.0, 8.0, "a.mp4").endswith("repeats each frame about 2 times "
+                                                      "(no motion is made up between frames)")
+    assert repeat_notice(16.0, 60.0, "a.mp4") is None and repeat_notice(16.0, 15.5, "a.mp4") is None
 
 
 def test_case_fps60_resampled_to_16(cases):

@@ -200,6 +200,19 @@ def test_image_folder_in_natural_order_with_mixed_sizes(tmp_path):
     assert source.kind == "images" and len(frames) == 4
     assert [int(round(f.mean())) for f in frames] == [20, 40, 60, 200]
     assert all(f.shape == (32, 48, 3) for f in frames)
+    assert source.problems == []   # one shape at two sizes: one framing, nothing to say
+
+
+def test_image_folder_of_other_shapes_says_the_framing_jumps(tmp_path):
+    write_image(tmp_path / "a1.png", np.zeros((60, 100, 3), np.uint8))
+    write_image(tmp_path / "a2.png", np.zeros((100, 60, 3), np.uint8))   # portrait
+    write_image(tmp_path / "a3.png", np.zeros((30, 200, 3), np.uint8))   # a strip
+    source = open_video(tmp_path, resolution=(32, 48))
+    assert len(list(source)) == 3
+    assert len(source.problems) == 1   # said once
+    assert source.problems[0].startswith("the images differ in shape (the first is 100x60, "
+                                         "a2.png 60x100, width x height)")
+    assert "framing jumps" in source.problems[0]
 
 
 def test_unreadable_image_in_folder_is_skipped_with_a_note(tmp_path):

@@ -78,6 +78,16 @@ def test_unwritable_output_files_are_refused(tmp_path, target, message):
         check_output_file(tmp_path / target)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_nobody_can_write_in_is_refused_up_front_and_left_clean(tmp_path):
+    with pytest.raises(OutputError, match="cannot write /proc/poses.npz"):
+        check_output_file("/proc/poses.npz")
+    with pytest.raises(OutputError, match="cannot write /proc/frames"):
+        check_output_folder("/proc/frames")
+    check_output_file(tmp_path / "poses.npz")        # the probe leaves nothing behind
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_replaced_folder_may_not_hold_an_input(video, tmp_path):
     with pytest.raises(OutputError, match="holds the input"):
         check_output_folder(tmp_path, [video], what="--frames")

@@ -13,8 +13,10 @@ from typing import Iterator, Optional
 
 import numpy as np
 from scail_protocol.camera import blender_to_camera
-from scail_protocol.contract import DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_FPS
-from scail_protocol.errors import ScailError, VideoError
+from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, DEFAULT_RESOLUTION,
+                                    DRIVING_VIDEO, OUTPUT_FPS, POSES_FILE, REFERENCE_IMAGE_NAMES,
+                                    RENDERED_FILE)
+from scail_protocol.errors import OutputError, ScailError, VideoError
 from scail_protocol.sequence import MAX_SIDE_PX
 
 from ..progress import ProgressFn, no_progress
@@ -123,7 +125,9 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
     (a one-person PoseSequence; see :mod:`.truth`) and ``out_dir/ref.png`` (the first frame, as
     the reference image of the folder layout ``scail-pose run`` reads). All are written to a
     temporary folder inside ``out_dir`` and moved into place at the end, so a failure or a
-    cancellation (the progress callback raising ``Cancelled``) leaves no partial output.
+    cancellation (the progress callback raising ``Cancelled``) leaves no partial output (nor
+    the folder, when this call made it). ``out_dir`` must be new, empty of the run layout's
+    files, or a synthetic clip made before (see :func:`check_clip_folder`).
 
     Args:
         out_dir: folder (created if missing).
@@ -138,14 +142,18 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
     Raises:
         ScailError: unknown motion, camera or body (the message lists the valid names), bad
             size/fps.
+        OutputError: ``out_dir`` holds footage or results that are not this module's
+            (:func:`check_clip_folder`).
         VideoError: the video cannot be written.
     """
     spec, setup, num, size, fps = _check_args(motion, camera, num_frames, size, fps)
     body = bodies.get_body(body)
-    out_dir = Path(out_dir)
+    out_dir = check_clip_folder(out_dir)
+    made_folder = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".synth-", dir=out_dir))
     started = time.monotonic()
+    done = False
     try:
         joints, marks, boxes = [], [], []
         with Mp4Writer(work / DRIVING_VIDEO, size, fps=int(fps)) as writer:
@@ -172,12 +180,50 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
         os.replace(work / DRIVING_VIDEO, driving)
         os.replace(work / TRUTH_NAME, truth_path)
         os.replace(work / REFERENCE_NAME, reference)
+        done = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if made_folder and not done:
+            _remove_if_empty(out_dir)
     elapsed = time.monotonic() - started
     log.info("synth: %d frames of %s/%s in %.1f s (%.2f s/frame)", num, spec.name, setup.name,
              elapsed, elapsed / num)
     return SynthClip(driving, truth_path, num, reference)
+
+
+def check_clip_folder(out_dir) -> Path:
+    """``out_dir`` as a Path, if a synthetic clip may be written there: a new folder, one
+    without the run layout's files, or one holding a synthetic clip made before (its
+    ``truth.npz``), which is replaced.
+
+    Raises:
+        OutputError: the folder holds a ``driving.mp4`` or reference image that no synthetic
+            clip made (someone's footage), or a run's results (``poses.npz``, ``rendered.mp4``
+            ...), which the new clip would leave describing another video.
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        return out_dir
+    made_before = {DRIVING_VIDEO, REFERENCE_NAME} if (out_dir / TRUTH_NAME).is_file() else set()
+    footage = [n for n in (DRIVING_VIDEO, *REFERENCE_IMAGE_NAMES)
+               if n not in made_before and (out_dir / n).exists()]
+    if footage:
+        raise OutputError(f"{out_dir} already holds {', '.join(footage)}, which no synthetic "
+                          f"clip made; choose a new folder for the clip")
+    results = [n for n in (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
+               if (out_dir / n).exists()]
+    if results:
+        raise OutputError(f"{out_dir} holds results of an earlier run ({', '.join(results)}) "
+                          f"that a new clip would leave describing another video; choose a new "
+                          f"folder, or delete them first")
+    return out_dir
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (or already gone): leave it
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 STILL_FPS = float(OUTPUT_FPS)  # the output rate: images and image folders have none of their own
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_CONSECUTIVE_BAD_PACKETS = 200  # a stream this broken is not worth reading further
+MIXED_ASPECT_TOLERANCE = 0.02  # |log| of the aspect ratios: images within 2 % share a framing
 VIDEO_HINT = ("expected a video file (mp4, mov, webm, avi, mkv), an image "
               f"({', '.join(IMAGE_EXTENSIONS)}), an animated GIF/WebP/PNG or a folder of images")
 
@@ -490,6 +491,7 @@ def _open_animation(path: Path, delays: list, resolution) -> VideoSource:
 def _read_images(source: VideoSource) -> Iterator[np.ndarray]:
     framings = {source.source_size: source.framing}
     target = source.size
+    noted = False
     for image in source._images:
         rgb = _read_image(image, source.problems)
         if rgb is None:
@@ -497,7 +499,23 @@ def _read_images(source: VideoSource) -> Iterator[np.ndarray]:
         framing = framings.get(rgb.shape[:2])
         if framing is None:
             framing = framings[rgb.shape[:2]] = Framing.to_target(rgb.shape[:2], target)
+            if not noted and _other_shape(rgb.shape[:2], source.source_size):
+                source.problems.append(_mixed_shapes_note(source, image, rgb.shape[:2]))
+                noted = True
         yield framing.apply(rgb)
+
+
+def _other_shape(size: Size, first: Size) -> bool:
+    """Whether an image of (H, W) ``size`` has another aspect ratio than the folder's first."""
+    return abs(np.log((size[1] / size[0]) / (first[1] / first[0]))) > MIXED_ASPECT_TOLERANCE
+
+
+def _mixed_shapes_note(source: VideoSource, image: Path, size: Size) -> str:
+    first = f"{source.source_size[1]}x{source.source_size[0]}"
+    return (f"the images differ in shape (the first is {first}, {image.name} {size[1]}x"
+            f"{size[0]}, width x height): each is fitted to {source.size[1]}x"
+            f"{source.size[0]} on its own, so the framing jumps between frames and people "
+            f"may not be tracked across them")
 
 
 def _read_image(path: Path, problems: list) -> Optional[np.ndarray]:
