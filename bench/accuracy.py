@@ -18,10 +18,13 @@ all clips:
 * Slide: how fast the estimate's feet slide along the floor (m/s) while the truth's are planted
   (``synth.metrics.foot_sliding``), what an artist sees as skating feet in Blender.
 
-With ``--bodies`` the clips are rendered for several body types of ``synth.bodies`` (average,
-child-like, stocky, lanky, short and heavy, tall and slim, long-legged) and a pooled row per body
-type follows; body types outside ``--tuned`` (default: ``synth.bodies.TUNING_BODIES``, the ones the
-CPU default's mapping and the whole-take fit were tuned on) are marked "held-out".
+With ``--bodies`` the clips are rendered for other or several body types of ``synth.bodies``
+(average, child-like, stocky, lanky, short and heavy, tall and slim, long-legged). Body types
+outside ``--tuned`` (default: ``synth.bodies.TUNING_BODIES``, the ones the CPU default's mapping
+and the whole-take fit were tuned on) are held out. Unless the clips are all of the default
+average body, each clip row names its body type (``short_heavy/wave/front``) and is marked
+"(held-out)" where it is, several body types add a pooled row per body type, and the ALL row says
+which bodies it pools (``ALL (2 bodies, 1 held-out)``); the ``--json`` keys are the row names.
 
 With ``--fit`` each estimate is also refined by the whole-take fit (``scail_backend.take_fit``,
 as ``extract --fit``) and scored beside the raw (the table's right-hand columns).
@@ -43,17 +46,29 @@ Units: MPJPE and PA-MPJPE mm, 2D px, L/R sw % of frames, Accel m/s², Slide m/s,
 
 All 24 SMPL joints are scored. Frames without a detection count against "detected" only.
 
-    python bench/accuracy.py --cache bench_cache/synth                 # 8 motions x 3 cameras
-    python bench/accuracy.py --cache /tmp/s --motions wave,squat --cameras front --frames 24
-    python bench/accuracy.py --cache /tmp/s --json results.json
-    python bench/accuracy.py --cache /tmp/s --smooth                # raw vs medium smoothing
-    python bench/accuracy.py --cache /tmp/s --bodies all --motions wave,walk \
-        --cameras front,three_quarter --frames 48 --fit --overlap    # body types, raw vs fit
-    python bench/accuracy.py --cache /tmp/s --motions wave --cameras front --fit \
-        --against clip/driving.mp4 clip/reference_rendered.mp4       # against another rendering
+Examples:
 
-Rendering runs at ~0.25-0.5 s/frame here (2 cores); cached clips are reused when their motion,
-camera, size, fps and frame count match.
+    # every motion x 3 cameras, average body
+    python bench/accuracy.py --cache bench_cache/synth
+    # two motions, one camera, 24 frames each
+    python bench/accuracy.py --cache /tmp/s --motions wave,squat --cameras front --frames 24
+    # also write the summaries as JSON
+    python bench/accuracy.py --cache /tmp/s --json results.json
+    # raw vs medium smoothing
+    python bench/accuracy.py --cache /tmp/s --smooth
+    # one held-out body type, raw vs whole-take fit
+    python bench/accuracy.py --cache /tmp/s --bodies short_heavy --motions wave --fit
+    # every body type, raw vs whole-take fit, with the rendering overlap
+    python bench/accuracy.py --cache /tmp/s --bodies all --motions wave,walk \\
+        --cameras front,three_quarter --frames 48 --fit --overlap
+    # a real clip's rendering against another rendering of it
+    python bench/accuracy.py --cache /tmp/s --motions wave --cameras front --fit \\
+        --against clip/driving.mp4 clip/reference_rendered.mp4
+
+Rendering runs at ~0.25-0.5 s/frame here (2 cores). Cached clips are per body type: each clip
+has its own folder under --cache named after its body type (no prefix for average), motion,
+camera, size, fps and frame count (short_heavy_wave_front_..., wave_front_...), and is reused
+when all of them match; another body type, size or frame count renders a new clip beside it.
 """
 
 from __future__ import annotations
@@ -88,7 +103,7 @@ def _clip(cache: Path, motion: str, camera: str, frames, size, fps, body="averag
     started = time.monotonic()
     clip = make_clip(folder, motion=motion, camera=camera, num_frames=frames, size=size, fps=fps,
                      body=body)
-    logging.info("rendered %s/%s: %d frames in %.1f s", motion, camera, clip.frames,
+    logging.info("rendered %s/%s/%s: %d frames in %.1f s", body, motion, camera, clip.frames,
                  time.monotonic() - started)
     return folder
 
@@ -187,8 +202,9 @@ def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
     """Per clip and pooled; ``rows`` are (name, raw summary, smoothed or fitted summary or None);
     ``refined`` names the second kind in the PCK tables."""
     smoothed = rows[-1][2] is not None
-    head = (f"{'clip':<26} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} {'2D px':>6} "
-            f"{'L/R sw%':>7} {'Accel':>6} {'Slide':>6}")
+    width = max(26, *(len(name) for name, _, _ in rows))
+    head = (f"{'clip':<{width}} {'frames':>6} {'det%':>6} {'MPJPE':>7} {'PA-MPJPE':>9} "
+            f"{'2D px':>6} {'L/R sw%':>7} {'Accel':>6} {'Slide':>6}")
     overlap = "fg_iou" in rows[-1][1]
     if overlap:
         head += f" {'FG IoU':>6} {'Limb':>6}"
@@ -200,9 +216,9 @@ def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
     print("-" * len(head))
     for name, s, sm in rows:
         swap = "-" if np.isnan(s["lr_swap"]) else f"{100 * s['lr_swap']:.1f}"  # "-": side-on only
-        line = (f"{name:<26} {s['frames']:>6d} {100 * s['detected']:>6.1f} {s['mpjpe_mm']:>7.1f} "
-                f"{s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.2f} {swap:>7} {s['accel_m_s2']:>6.2f} "
-                f"{s['slide_m_s']:>6.3f}")
+        line = (f"{name:<{width}} {s['frames']:>6d} {100 * s['detected']:>6.1f} "
+                f"{s['mpjpe_mm']:>7.1f} {s['pa_mpjpe_mm']:>9.1f} {s['err2d_px']:>6.2f} {swap:>7} "
+                f"{s['accel_m_s2']:>6.2f} {s['slide_m_s']:>6.3f}")
         line += f" {s['fg_iou']:>6.3f} {s['limb_iou']:>6.3f}" if overlap else ""
         if sm is not None:
             line += (f" | {sm['mpjpe_mm']:>7.1f} {sm['pa_mpjpe_mm']:>9.1f} {sm['err2d_px']:>6.2f} "
@@ -222,7 +238,33 @@ def _print_table(rows: list, pck_mm, pck_px, refined: str = "smoothed") -> None:
             print(f"{group:<8} " + " ".join(f"{100 * v:>10.1f}" for v in values))
 
 
+def _body_names(parser, option: str, text: str) -> list:
+    """The body types named by ``text`` (comma-separated, or 'all'); a parser error naming
+    ``option`` and the valid names for an unknown one."""
+    from scail_backend.synth.bodies import BODIES, get_body
+
+    names = list(BODIES) if text == "all" else text.split(",")
+    for name in names:
+        try:
+            get_body(name)
+        except Exception as e:
+            parser.error(f"{option}: {e}")
+    return names
+
+
+def _all_label(bodies: list, tuned: list, show_body: bool) -> str:
+    """The pooled row's name: plain "ALL" for the default body, else which bodies it pools."""
+    if not show_body:
+        return "ALL"
+    held_out = sum(body not in tuned for body in bodies)
+    if len(bodies) == 1:
+        return f"ALL ({bodies[0]}, {'held-out' if held_out else 'not held-out'})"
+    return f"ALL ({len(bodies)} bodies, {held_out} held-out)"
+
+
 def main(argv=None) -> int:
+    from scail_backend.synth.bodies import TUNING_BODIES
+
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, required=True, help="folder of rendered clips")
@@ -232,7 +274,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cameras", default=",".join(DEFAULT_CAMERAS),
                         help=f"comma-separated cameras (default: {','.join(DEFAULT_CAMERAS)})")
     parser.add_argument("--frames", type=int, help="frames per clip (default: each motion's own)")
-    parser.add_argument("--resolution", type=int, nargs=2, default=(512, 896), metavar=("H", "W"))
+    parser.add_argument("--resolution", type=int, nargs=2, default=(512, 896), metavar=("H", "W"),
+                        help="working size, height then width (default: 512 896)")
     parser.add_argument("--fps", type=float, default=16.0)
     parser.add_argument("--pck-mm", type=float, nargs="+", default=(50.0, 100.0))
     parser.add_argument("--pck-px", type=float, nargs="+", default=(10.0, 20.0))
@@ -240,8 +283,9 @@ def main(argv=None) -> int:
     parser.add_argument("--bodies", default="average",
                         help="comma-separated body types, or 'all' (default: average)")
     parser.add_argument("--tuned", default=None,
-                        help="comma-separated body types used for tuning; the others are "
-                             "reported as held-out (default: synth.bodies.TUNING_BODIES)")
+                        help="comma-separated body types used for tuning, or 'all'; the others "
+                             "are reported as held-out (default: synth.bodies.TUNING_BODIES, "
+                             f"{','.join(TUNING_BODIES)})")
     parser.add_argument("--fit", action="store_true",
                         help="also score the estimates refined by the whole-take fit")
     parser.add_argument("--smooth", nargs="?", const="default", default=None, metavar="STRENGTH",
@@ -254,6 +298,9 @@ def main(argv=None) -> int:
                         help="score the rendering of VIDEO (as `scail-pose run` makes it) "
                              "against REFERENCE, another rendering of the same clip; repeatable")
     args = parser.parse_args(argv)
+    bodies = _body_names(parser, "--bodies", args.bodies)
+    tuned = _body_names(parser, "--tuned", args.tuned) if args.tuned else list(TUNING_BODIES)
+    show_body = bodies != ["average"] or "average" not in tuned  # the body is not obvious
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
     for noisy in ("scail_backend", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -265,7 +312,6 @@ def main(argv=None) -> int:
         return 2
     from scail_backend.smoothing import parse_strength, smooth_sequence
     from scail_backend.synth import MOTIONS
-    from scail_backend.synth.bodies import BODIES, TUNING_BODIES, get_body
     from scail_backend.take_fit import fit_sequence
     from scail_protocol.sequence import PoseSequence
 
@@ -275,13 +321,6 @@ def main(argv=None) -> int:
         parser.error(str(e))
     if args.fit and strength is not None:
         parser.error("--fit and --smooth are each compared with the raw estimate: choose one")
-    bodies = list(BODIES) if args.bodies == "all" else args.bodies.split(",")
-    try:
-        for body in bodies:
-            get_body(body)
-    except Exception as e:
-        parser.error(str(e))
-    tuned = set(args.tuned.split(",") if args.tuned else TUNING_BODIES)
 
     motions = args.motions.split(",") if args.motions else list(MOTIONS)
     cameras = args.cameras.split(",")
@@ -289,13 +328,14 @@ def main(argv=None) -> int:
     rows, all_errors, all_smoothed, by_motion, by_body = [], [], [], {}, {}
     fit_seconds = 0.0
     for body, motion, camera in ((b, m, c) for b in bodies for m in motions for c in cameras):
+        clip = f"{body}/{motion}/{camera}" if show_body else f"{motion}/{camera}"
         folder = _clip(args.cache, motion, camera, args.frames, tuple(args.resolution),
                        args.fps, body)
         truth = PoseSequence.load(folder / "truth.npz")
         started = time.monotonic()
         pred = extract_video(folder / "driving.mp4", estimator=args.estimator,
                              resolution=tuple(args.resolution))
-        logging.info("%s/%s: estimated %d frames in %.1f s", motion, camera, pred.num_frames,
+        logging.info("%s: estimated %d frames in %.1f s", clip, pred.num_frames,
                      time.monotonic() - started)
         errors = score_clip(pred, truth)
         refined = None
@@ -315,7 +355,7 @@ def main(argv=None) -> int:
         all_smoothed.append(smoothed)
         by_motion.setdefault(motion, []).append((errors, smoothed))
         by_body.setdefault(body, []).append((errors, smoothed))
-        label = f"{motion}/{camera}" if len(bodies) == 1 else f"{body}/{motion}/{camera}"
+        label = clip if body in tuned else f"{clip} (held-out)"
         rows.append((label, summarise(errors, args.pck_mm, args.pck_px),
                      None if smoothed is None else
                      summarise(smoothed, args.pck_mm, args.pck_px)))
@@ -326,9 +366,13 @@ def main(argv=None) -> int:
         for body, pairs in by_body.items():
             mark = "" if body in tuned else " (held-out)"
             rows.append((f"{body}{mark}", *_summarise_pool(pairs, args)))
-    rows.append(("ALL", *_summarise_pool(list(zip(all_errors, all_smoothed)), args)))
-    print(f"estimator: {args.estimator}; {len(all_errors)} clips; {args.resolution[0]}x"
-          f"{args.resolution[1]} at {args.fps:g} fps"
+    rows.append((_all_label(bodies, tuned, show_body),
+                 *_summarise_pool(list(zip(all_errors, all_smoothed)), args)))
+    held_out = [body for body in bodies if body not in tuned]
+    print(f"estimator: {args.estimator}; {len(all_errors)} clips; {args.resolution[1]}x"
+          f"{args.resolution[0]} (width x height) at {args.fps:g} fps"
+          + (f"; held-out: {', '.join(held_out)} (tuned on {', '.join(tuned)})"
+             if held_out else "")
           + ("" if strength is None else f"; smoothing strength {strength:g}")
           + (f"; whole-take fit {fit_seconds:.2f} s in all" if args.fit else ""))
     _print_table(rows, args.pck_mm, args.pck_px, "fitted" if args.fit else "smoothed")
@@ -336,7 +380,8 @@ def main(argv=None) -> int:
     if against:
         _print_against(against)
     if args.json:
-        results = {name: (s if sm is None else {"raw": s, "smoothed": sm}) for name, s, sm in rows}
+        second = "fitted" if args.fit else "smoothed"
+        results = {name: (s if sm is None else {"raw": s, second: sm}) for name, s, sm in rows}
         results.update({f"against {row['video']}": row for row in against})
         args.json.write_text(json.dumps(results, indent=2))
     return 0

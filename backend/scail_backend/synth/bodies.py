@@ -48,7 +48,7 @@ class BodyType:
 
 
 LIBRARY = {body.name: body for body in (
-    BodyType("average", description="the adult of about 1.74 m the project was tuned on"),
+    BodyType("average", description="average adult: about 1.74 m"),
     BodyType("child", height=0.70, legs=0.88, arms=0.92, torso=1.02, girth=0.92, head=1.30,
              colors={"shirt": (200, 60, 52), "trousers": (40, 70, 130), "hair": (150, 100, 50)},
              description="child-like: about 1.25 m, large head, short limbs"),
