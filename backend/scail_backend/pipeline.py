@@ -21,14 +21,13 @@ removed when anything fails.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -41,6 +40,7 @@ from scail_protocol.outputs import atomic_path, check_output_file
 from scail_protocol.sequence import PoseSequence
 
 from .background import Background
+from .file_hash import sha256_of
 from .estimators.base import Estimator
 from .estimators.registry import AUTO, resolve
 from .progress import ProgressFn, no_progress
@@ -56,7 +56,6 @@ DECODE_STAGE = "decode"
 ESTIMATE_STAGE = "estimate"
 PREFETCH_FRAMES = 16         # decoded frames waiting for the estimator (~1.4 MB each at 896x512);
                              # decoding runs ahead while the estimator loads its models
-HASH_CHUNK_BYTES = 1 << 20
 OUTPUT_FPS = float(contract.OUTPUT_FPS)  # the conditioning video's rate (scail_protocol.contract)
 REPEAT_TOLERANCE = 0.05     # --fps up to 5 % above the source's rate: too few repeats to mention
 
@@ -495,7 +494,8 @@ class _RendererWarmup:
 
 
 class _FileHasher:
-    """sha256 of a file, computed in a background thread (hashlib releases the GIL)."""
+    """sha256 of a file (``file_hash.sha256_of``), computed in a background thread (hashlib
+    releases the GIL)."""
 
     def __init__(self, path: Path):
         self._digest: Optional[str] = None
@@ -505,14 +505,8 @@ class _FileHasher:
         self._thread.start()
 
     def _run(self, path: Path) -> None:
-        digest = hashlib.sha256()
         try:
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
-                    if self._cancel.is_set():
-                        return
-                    digest.update(chunk)
-            self._digest = digest.hexdigest()
+            self._digest = sha256_of(path, cancelled=self._cancel)
         except OSError as e:
             log.warning("cannot hash %s: %s", path, e.strerror)
 

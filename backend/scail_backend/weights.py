@@ -16,9 +16,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 from scail_protocol.errors import WeightsMissing
+
+from .file_hash import ByteProgress, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,6 @@ DOWNLOAD_TIMEOUT_S = 30.0
 NOT_PUBLISHED = ("; not the published file (the nlf estimator uses it with a warning: a "
                  "fine-tuned or smaller variant, or a damaged download)")
 
-ByteProgress = Callable[[str, int, int], None]  # (file name, bytes done, bytes total or 0)
 
 
 @dataclass(frozen=True)
@@ -130,21 +131,6 @@ class Check:
     file: WeightFile
     state: str
     detail: str
-
-
-def sha256_of(path, progress: Optional[ByteProgress] = None) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress:
-                progress(path.name, done, total)
-    return digest.hexdigest()
 
 
 def verify(directory=None, manifest=None, progress: Optional[ByteProgress] = None) -> List[Check]:

@@ -146,6 +146,26 @@ def test_jsonl_manifest_and_its_errors(tmp_path):
         discover(tmp_path / "up.jsonl")
 
 
+def test_a_manifest_that_gives_one_name_twice_says_so(tmp_path):
+    """Two rows named alike are the manifest's doing: the error names its rows and files,
+    rather than asking for the names the rows already have."""
+    for name in ("a.mp4", "b.mp4"):
+        write_clip(tmp_path / name, frames=1)
+    (tmp_path / "m.csv").write_text("video,name\na.mp4,l1\n# a comment\nb.mp4,l1\n")
+    with pytest.raises(BatchInputError) as error:
+        discover(tmp_path / "m.csv")
+    said = str(error.value)
+    assert f"{tmp_path / 'm.csv'} gives the name 'l1' twice" in said
+    assert "line 2" in said and "line 4" in said
+    assert "a.mp4" in said and "b.mp4" in said
+    assert "give them names" not in said
+    # a row named like another row's video: the name was given once, the other one is derived
+    (tmp_path / "mixed.jsonl").write_text('{"video": "a.mp4"}\n{"video": "b.mp4", "name": "a"}\n')
+    with pytest.raises(BatchInputError, match="two clips would write into OUT_DIR/a: .*line 1.*"
+                                              "line 2"):
+        discover(tmp_path / "mixed.jsonl")
+
+
 def test_nothing_found_is_an_error(tmp_path):
     with pytest.raises(BatchInputError, match="no clip found"):
         discover(tmp_path)
@@ -183,6 +203,37 @@ def test_prepare_links_and_finished_checks_outputs(tmp_path):
     (folder / "rendered.mp4").write_bytes(b"not a video")
     assert finished(folder) is None
     assert remove_partial(folder) == 0
+
+
+def test_fingerprint_counts_only_what_changes_the_outputs(tmp_path):
+    from scail_backend.batch.fingerprint import fingerprint, why_redo
+    from scail_backend.cleanup import CleanupOptions
+
+    video, ref = tmp_path / "driving.mp4", tmp_path / "ref.png"
+    write_clip(video, frames=1)
+    ref.write_bytes(b"png")
+    base = {"estimator": "mediapipe", "resolution": None, "arch": "auto", "smoothing": "medium",
+            "fps": None, "use_align": False, "align_options": {"fallback": "clamped",
+                                                               "adapt": False},
+            "device": "auto", "cleanup": None}
+    made = fingerprint(video, ref, base)
+    same = dict(base, resolution=[512, 896], arch="cpu", device="cpu", smoothing=0.5,
+                weights_dir="elsewhere", cleanup=CleanupOptions(),
+                align_options={"fallback": "default", "adapt": True})  # unused without align
+    assert why_redo(made, fingerprint(video, ref, same), video, tmp_path) is None
+    other = dict(base, resolution=[256, 448], cleanup=CleanupOptions(fill_gaps=4, foot_lock=True))
+    assert why_redo(made, fingerprint(video, ref, other), video, tmp_path) == \
+        "made with other settings (--resolution, --fill-gaps, --foot-lock)"
+    aligned = dict(base, use_align=True)
+    assert why_redo(made, fingerprint(video, ref, aligned), video, tmp_path) == \
+        "made with other settings (--use-align)"
+    made = fingerprint(video, ref, aligned)
+    ref.write_bytes(b"another png")   # only alignment reads the reference image
+    assert why_redo(made, fingerprint(video, ref, aligned), video, tmp_path) == \
+        "its reference image changed since the last batch"
+    assert why_redo(made, fingerprint(video, None, aligned), video, tmp_path) == \
+        "its reference image changed since the last batch"
+    assert "nothing records which video" in why_redo(None, made, video, tmp_path)
 
 
 # --- what each part asks Ray for (no Ray) ----------------------------------------------------------
@@ -317,6 +368,68 @@ def test_batch_resumes_skipping_finished_clips(first_batch, capsys):
     assert (out / "synth" / "a" / "poses.npz").stat().st_mtime_ns == before
     assert finished(out / "synth" / "b") == 3
     assert not (out / "synth" / "b" / ".rendered.mp4.12345678.part").exists()
+
+
+def _poses_mtime(folder: Path) -> int:
+    return (folder / "poses.npz").stat().st_mtime_ns
+
+
+def test_finished_clip_is_redone_when_its_settings_change_and_skipped_when_not(
+        ray_session, tmp_path, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _scail_folder(inputs / "a")
+    assert _batch(inputs, out) == 0
+    first = _poses_mtime(out / "a")
+    video = inputs / "a" / "driving.mp4"
+    stat = video.stat()   # the video touched, its content the same (a copy, a download)
+    os.utime(video, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    capsys.readouterr()
+    assert _batch(inputs, out) == 0
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().err
+    assert _poses_mtime(out / "a") == first
+
+    assert _batch(inputs, out, "--fps", "8", "--smooth") == 0   # the bug: was "1 skipped"
+    err = capsys.readouterr().err
+    assert "1 done (1 redone), 0 skipped, 0 failed" in err
+    assert "a: redone: made with other settings (--fps, --smooth)\n" in err  # even under -q
+    state = latest(out)["a"]
+    assert state["status"] == "done"
+    assert state["redone"] == "made with other settings (--fps, --smooth)"
+    assert finished(out / "a") == state["frames"] == 2   # 4 frames at 16 fps, taken at 8 fps
+    sequence = PoseSequence.load(out / "a" / "poses.npz")
+    assert sequence.meta["source"]["resampled_fps"] == 8.0 and sequence.meta["smoothing"]
+
+    capsys.readouterr()
+    assert _batch(inputs, out, "--fps", "8", "--smooth", "medium", "--arch", "cpu") == 0
+    assert "0 done, 1 skipped, 0 failed" in capsys.readouterr().err  # the same settings
+    assert _batch(inputs, out) == 0   # back to the first settings: redone again
+    assert latest(out)["a"]["redone"] == "made with other settings (--fps, --smooth)"
+    assert finished(out / "a") == 4
+
+
+def test_finished_clip_is_redone_when_its_video_is_replaced(ray_session, tmp_path, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _scail_folder(inputs / "a")
+    _scail_folder(inputs / "b", frames=3)
+    assert _batch(inputs, out) == 0
+    kept = _poses_mtime(out / "b")
+    time.sleep(0.01)
+    write_clip(inputs / "a" / "driving.mp4", frames=6)   # another video under the same name
+    capsys.readouterr()
+    assert _batch(inputs, out) == 0
+    assert "1 done (1 redone), 1 skipped, 0 failed" in capsys.readouterr().err
+    states = latest(out)
+    assert states["a"]["redone"] == "its video changed since the last batch"
+    assert states["a"]["frames"] == 6 and finished(out / "a") == 6
+    assert states["b"]["status"] == "skipped" and _poses_mtime(out / "b") == kept
+
+    # outputs with no record of what made them (an older batch, `run` in the folder, a
+    # report deleted): they cannot be trusted, so they are made again, saying why
+    (out / "batch_report.jsonl").unlink()
+    assert _batch(inputs, out) == 0
+    assert "2 done (2 redone), 0 skipped, 0 failed" in capsys.readouterr().err
+    assert all("nothing records which video and settings" in latest(out)[name]["redone"]
+               for name in ("a", "b"))
 
 
 def test_batch_use_align_equals_run_use_align(ray_session, tmp_path):

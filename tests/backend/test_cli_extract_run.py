@@ -261,3 +261,23 @@ def test_nobody_kept_after_tracking_says_the_people_found_were_blips(capsys):
     assert _exit_if_nobody(track_people(seq.replace(joints3d=joints * np.nan,
                                                      kp2d=kp2d * np.nan)), "extract", "x") == 3
     assert "try a closer or brighter clip" in capsys.readouterr().err
+
+
+def test_a_decoder_warning_during_mediapipe_start_up_still_shows(tmp_path):
+    """The decoder thread reads a short folder at once, while MediaPipe starts its graph with fd 2
+    silenced; its warning must wait for the window, not vanish into it."""
+    import subprocess
+    import sys
+
+    from video_helpers import write_image
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index in range(3):
+        write_image(folder / f"f{index}.png", noise_frame(index, (96, 160)))
+    (folder / "f3.png").write_bytes(b"not a png")
+    result = subprocess.run([sys.executable, "-m", "scail_backend.cli", "-q", "extract",
+                             str(folder), "-o", str(tmp_path / "p.npz"), "--estimator",
+                             "mediapipe"], capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 3), result.stderr
+    assert "f3.png is not a readable image" in result.stderr

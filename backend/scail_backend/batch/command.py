@@ -21,10 +21,13 @@ INPUTS is one of:
 
 Each clip gets OUT_DIR/<name>/ with links to its video and reference image, and what `run`
 writes: poses.npz + rendered.mp4 (poses_aligned.npz + rendered_aligned.mp4 with --use-align).
-Clips whose outputs are already there and valid are skipped, so running the same command
-again after Ctrl-C, a crash or failures resumes the batch. Every outcome is appended to
-OUT_DIR/batch_report.jsonl (failed clips with their one-line error). Exit status: 0 when no
-clip failed, 1 when some did.
+Clips whose outputs are already there, valid, and made from the same video (and reference
+image, with --use-align) with the same settings are skipped, so running the same command
+again after Ctrl-C, a crash or failures resumes the batch. A clip whose outputs are stale (its
+video replaced, other settings such as --fps or --smooth; --arch, --device and --workers do
+not count) is redone, one line saying why; its old outputs stay until the new ones are
+complete. Every outcome is appended to OUT_DIR/batch_report.jsonl (failed clips with their
+one-line error). Exit status: 0 when no clip failed, 1 when some did.
 
 Ray: without --address a local Ray starts on this machine with 2 CPUs per worker. --address
 joins a running cluster: `auto` (the cluster this machine belongs to, after `ray start`, or the
@@ -75,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser, *shared) -> None:
                         "estimator uses a GPU and the cluster has one, shared when there "
                         "are fewer GPUs than workers; else 0)")
     p.add_argument("--force", action="store_true",
-                   help="run clips again even when their outputs are there")
+                   help="run clips again even when their outputs are there and current")
 
 
 def _positive_int(text: str) -> int:

@@ -55,12 +55,17 @@ class Clip:
         video: the driving video file.
         reference: the reference image, or None.
         options: per-clip options (keys of CLIP_OPTIONS) overriding the batch's.
+        manifest, line: the manifest and its line that give the clip, else None.
+        named: the name is the manifest row's own ``name``, not one made from the video's path.
     """
 
     name: str
     video: Path
     reference: Optional[Path] = None
     options: dict = field(default_factory=dict)
+    manifest: Optional[Path] = field(default=None, compare=False)
+    line: Optional[int] = field(default=None, compare=False)
+    named: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON-ready form (sent to Ray workers, written in the report)."""
@@ -71,7 +76,8 @@ class Clip:
     def absolute(self) -> "Clip":
         """This clip with absolute paths (for workers whose working folder is not this one's)."""
         return Clip(self.name, self.video.absolute(),
-                    self.reference.absolute() if self.reference else None, dict(self.options))
+                    self.reference.absolute() if self.reference else None, dict(self.options),
+                    self.manifest, self.line, self.named)
 
     @classmethod
     def from_dict(cls, data: dict) -> "Clip":
@@ -220,7 +226,8 @@ def _manifest_clip(row: dict, line: int, base: Path, manifest: Path) -> Clip:
         clip = Clip(row.get("name") or _relative_name(path.with_suffix(""), base), path)
     reference = row.get("reference")
     return Clip(_check_name(str(clip.name), where), clip.video,
-                base / reference if reference else clip.reference, options)
+                base / reference if reference else clip.reference, options,
+                manifest=manifest, line=line, named=bool(row.get("name")))
 
 
 def _option(key: str, value, where: str):
@@ -265,11 +272,26 @@ def _check_name(name: str, where: str) -> str:
 
 
 def _unique(clips: List[Clip]) -> List[Clip]:
-    seen = {}
-    for clip in clips:
-        if clip.name in seen:
-            raise BatchInputError(f"two clips would write into OUT_DIR/{clip.name}: "
-                                  f"{seen[clip.name]} and {clip.video}; give them names "
-                                  f"(a manifest's 'name' column)")
-        seen[clip.name] = clip.video
+    """``clips``, checked to have one name each (they are sorted by name).
+
+    Raises:
+        BatchInputError: two clips share a name (:func:`_same_name_error`).
+    """
+    for first, second in zip(clips, clips[1:]):
+        if first.name == second.name:
+            raise BatchInputError(_same_name_error(first, second))
     return clips
+
+
+def _same_name_error(first: Clip, second: Clip) -> str:
+    """What to say of two clips with one name: a manifest that names two rows alike, or two
+    names made alike from the clips' paths (rows and files named)."""
+    if first.named and second.named:
+        return (f"{first.manifest} gives the name {first.name!r} twice (line {first.line}: "
+                f"{first.video}; line {second.line}: {second.video}); give each row its own "
+                f"name")
+    said = [f"{clip.video} ({clip.manifest} line {clip.line})" if clip.manifest else
+            str(clip.video) for clip in (first, second)]
+    fix = "give them different names in the manifest's 'name' column" if first.named or \
+        second.named else "give them names (a manifest's 'name' column)"
+    return f"two clips would write into OUT_DIR/{first.name}: {said[0]} and {said[1]}; {fix}"

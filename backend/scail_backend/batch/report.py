@@ -1,11 +1,15 @@
 """``OUT_DIR/batch_report.jsonl``: one JSON line per clip and outcome, appended as clips end.
 
 Each line: ``{"clip": name, "status": "done" | "skipped" | "failed", "video": path,
-"frames": n, "seconds": s, "error": one line (failed only), "warnings": [...], "time": ISO
-8601 UTC}``. Lines are only ever appended (by the batch's driver process, never by workers),
-each written whole and flushed to disk before the next clip is counted, so a batch killed at
-any point leaves every earlier line intact; a torn last line is skipped when the report is read.
-A resumed batch appends to the same report: the last line of a clip is its current state.
+"frames": n, "seconds": s, "error": one line (failed only), "warnings": [...], "redone": why
+the clip's earlier outputs were made again (one line), "fingerprint": what its outputs were made
+from (done and skipped only; ``fingerprint``), "time": ISO 8601 UTC}``. Lines are only ever
+appended (by the batch's driver process, never by workers), each written whole and flushed to
+disk before the next clip is counted, so a batch killed at any point leaves every earlier line
+intact; a torn last line is skipped when the report is read.
+A resumed batch appends to the same report: the last line of a clip is its current state, and
+its last ``done`` or ``skipped`` line says what its outputs on disk were made from (a failed run
+leaves the earlier outputs in place).
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class Report:
 
     def add(self, clip: str, status: str, *, video=None, frames: Optional[int] = None,
             seconds: Optional[float] = None, error: Optional[str] = None,
-            warnings: Optional[List[str]] = None) -> dict:
+            warnings: Optional[List[str]] = None, redone: Optional[str] = None,
+            fingerprint: Optional[dict] = None) -> dict:
         """Append one line (and fsync it); returns the record."""
         record = {"clip": clip, "status": status, "video": str(video) if video else None,
                   "frames": frames, "seconds": None if seconds is None else round(seconds, 3),
@@ -49,6 +54,10 @@ class Report:
             record["error"] = one_line(error)
         if warnings:
             record["warnings"] = [one_line(w) for w in warnings]
+        if redone is not None:
+            record["redone"] = one_line(redone)
+        if fingerprint is not None:
+            record["fingerprint"] = fingerprint
         self._file.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -87,12 +96,26 @@ def latest(out_dir: Path) -> Dict[str, dict]:
     return {record["clip"]: record for record in read_report(out_dir)}
 
 
+def fingerprints(out_dir: Path) -> Dict[str, Optional[dict]]:
+    """What each clip's outputs on disk were made from: the fingerprint of its last ``done`` or
+    ``skipped`` record (None when that record has none: an older batch wrote it). Clips with no
+    such record are absent."""
+    made = {}
+    for record in read_report(out_dir):
+        if record.get("status") in (DONE, SKIPPED):
+            fingerprint = record.get("fingerprint")
+            made[record["clip"]] = fingerprint if isinstance(fingerprint, dict) else None
+    return made
+
+
 @dataclass
 class Summary:
-    """Counts of one batch run. ``frames``: frames of the clips done in this run; ``seconds``:
-    wall time of the run."""
+    """Counts of one batch run. ``redone``: clips among ``done`` whose earlier outputs were
+    stale; ``frames``: frames of the clips done in this run; ``seconds``: wall time of the
+    run."""
 
     done: int = 0
+    redone: int = 0
     skipped: int = 0
     failed: int = 0
     frames: int = 0
@@ -101,5 +124,6 @@ class Summary:
 
     def line(self) -> str:
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
-        return (f"batch: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
+        redone = f" ({self.redone} redone)" if self.redone else ""
+        return (f"batch: {self.done} done{redone}, {self.skipped} skipped, {self.failed} failed; "
                 f"{self.frames} frames in {self.seconds:.1f} s ({rate:.1f} frames/s overall)")

@@ -1,8 +1,9 @@
 """``scail-pose batch``: many clips through ``run``'s two halves, on Ray, resumable.
 
 The driver (this process) finds the clips (``inputs``), skips those whose outputs are already
-there and valid (``clipdir.finished``), and sends the rest through two kinds of Ray work
-(``flow``):
+there and valid (``clipdir.finished``) and were made from the same video (and reference image,
+with ``--use-align``) with the same settings (``fingerprint``; a clip whose outputs are stale is
+redone, saying why), and sends the rest through two kinds of Ray work (``flow``):
 
 1. **estimation** in W actors (``worker.ClipEstimator``), one clip at a time each, so models
    load once per worker; an actor asks for a GPU when its estimator uses one and the cluster
@@ -33,14 +34,15 @@ from typing import List, Optional
 from scail_protocol.errors import ScailError
 
 from .clipdir import finished, in_input_terms, remove_partial
+from .fingerprint import fingerprint, why_redo
 from .flow import ClipFlow, WorkerPool
 from .inputs import Clip, discover
 from .progress import ClipEvents, FrameProgress
 from .raysession import import_ray, signal_interrupt, start_ray
 from .render import render_clip
-from .report import DONE, FAILED, SKIPPED, Report, Summary
+from .report import DONE, FAILED, SKIPPED, Report, Summary, fingerprints
 from .resources import batch_estimator, estimation_device, estimation_resources, fit_workers
-from .worker import ESTIMATED, ClipEstimator
+from .worker import ESTIMATED, ClipEstimator, run_options
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ class BatchOptions:
         gpus_per_worker: GPUs each estimation actor asks for; None = 1 when the estimator uses
             a GPU and the cluster has one (shared when there are fewer GPUs than workers),
             else 0.
-        force: run clips again even when their outputs are there.
+        force: run clips again even when their outputs are there and current.
         defaults: ``run_folder`` keywords for every clip, as ``run`` passes them (estimator
             name, resolution, arch, weights_dir, smoothing, fps, use_align, align_options,
             device, cleanup); a manifest row's options override them.
@@ -99,29 +101,65 @@ def run_batch(inputs, out_dir, options: BatchOptions,
     events = events or ClipEvents()
     summary = Summary()
     with Report(out_dir) as report:
-        todo = [clip for clip in clips if options.force or not _skip(clip, out_dir, defaults,
-                                                                      report, summary)]
+        recorded, estimators = fingerprints(out_dir), {}
+        plans = {clip.name: _plan(clip, out_dir, defaults, recorded, estimators, options.force)
+                 for clip in clips}
+        for clip in clips:
+            if plans[clip.name].skipped is not None:
+                summary.skipped += 1
+                report.add(clip.name, SKIPPED, video=clip.video, frames=plans[clip.name].skipped,
+                           fingerprint=plans[clip.name].fingerprint)
+        todo = [clip for clip in clips if plans[clip.name].skipped is None]
         ray = import_ray() if todo else None   # a missing Ray is said before any bar shows
         events.start(len(clips))
         for clip in clips:
-            if clip not in todo:
+            if plans[clip.name].skipped is not None:
                 events.clip_ended(clip, {"status": SKIPPED})
         if todo:
             _run_on_ray(ray, todo, out_dir, options, defaults,
-                        lambda clip, outcome: _record(clip, outcome, report, summary, events),
+                        lambda clip, outcome: _record(clip, outcome, report, summary, events,
+                                                      plans[clip.name]),
                         events)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _skip(clip: Clip, out_dir: Path, defaults: dict, report: Report, summary: Summary) -> bool:
-    """True (and reported) when the clip's outputs are already there and valid."""
-    frames = finished(out_dir / clip.name, bool(defaults.get("use_align")))
+@dataclass
+class ClipPlan:
+    """What the batch does with a clip.
+
+    Attributes:
+        fingerprint: what its outputs are made from in this run (``fingerprint``); None when
+            its options cannot be read (its run then fails, saying why).
+        skipped: the frame count of its finished, current outputs (the clip is skipped), or
+            None (it runs).
+        redone: why its finished outputs are made again (one line), or None.
+    """
+
+    fingerprint: Optional[dict] = None
+    skipped: Optional[int] = None
+    redone: Optional[str] = None
+
+
+def _plan(clip: Clip, out_dir: Path, defaults: dict, recorded: dict, estimators: dict,
+          force: bool) -> ClipPlan:
+    """Skip the clip when its outputs are there, valid and made as this run would make them;
+    else run it (said in one line when it had finished outputs). ``recorded``: the report's
+    fingerprints (``report.fingerprints``); ``estimators``: kept across the clips."""
+    try:
+        options = run_options(defaults, clip.options)
+        current = fingerprint(clip.video, clip.reference, options, estimators)
+    except (ScailError, ValueError):   # a bad option: the worker fails the clip with it
+        return ClipPlan()
+    folder = out_dir / clip.name
+    frames = None if force else finished(folder, bool(options.get("use_align")))
     if frames is None:
-        return False
-    summary.skipped += 1
-    report.add(clip.name, SKIPPED, video=clip.video, frames=frames)
-    return True
+        return ClipPlan(current)
+    why = why_redo(recorded.get(clip.name), current, clip.video, folder)
+    if why is None:
+        return ClipPlan(current, skipped=frames)
+    log.warning("%s: redone: %s", clip.name, why)
+    return ClipPlan(current, redone=why)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -133,15 +171,18 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
-            events: ClipEvents) -> None:
+            events: ClipEvents, plan: Optional[ClipPlan] = None) -> None:
     """Count a clip's outcome, append it to the report and tell the events (its error and
-    warnings name the user's files, not the links in the clip's output folder)."""
+    warnings name the user's files, not the links in the clip's output folder); ``plan``: why
+    it was redone, and its fingerprint, recorded when it is done."""
     said = lambda text: in_input_terms(text, clip, report.path.parent / clip.name)
     error = said(outcome["error"]) if outcome.get("error") else None
     warnings = [said(text) for text in outcome.get("warnings") or ()]
     status = outcome.get("status", FAILED)
+    plan = plan or ClipPlan()
     if status == DONE:
         summary.done += 1
+        summary.redone += plan.redone is not None
         summary.frames += int(outcome.get("frames") or 0)
     else:
         summary.failed += 1
@@ -150,7 +191,9 @@ def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
     for text in warnings:   # the workers' own logs stay on their nodes
         log.warning("%s: %s", clip.name, text)
     record = report.add(clip.name, status, video=clip.video, frames=outcome.get("frames"),
-                        seconds=outcome.get("seconds"), error=error, warnings=warnings)
+                        seconds=outcome.get("seconds"), error=error, warnings=warnings,
+                        redone=plan.redone,
+                        fingerprint=plan.fingerprint if status == DONE else None)
     events.clip_ended(clip, record)
 
 

@@ -397,7 +397,8 @@ def _native_stderr_silenced():
     MediaPipe's C++ side writes ~10 warnings through absl straight to fd 2 when its models start
     ("Feedback manager requires a model with a single signature...", "Using NORM_RECT without
     IMAGE_DIMENSIONS..."); they are noise to users and no environment variable reaches them.
-    Anything else written to stderr in that ~0.2 s window is lost too.
+    Log records of other threads (the decoder's warnings, say) wait for the window to end, as
+    the logging handlers are held for its duration; other writes to stderr in it are lost.
     """
     if log.isEnabledFor(logging.DEBUG):
         yield
@@ -408,13 +409,30 @@ def _native_stderr_silenced():
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters)
         yield
         return
+    with _logging_held():
+        try:
+            with open(os.devnull, "wb") as devnull:
+                os.dup2(devnull.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def _logging_held():
+    """Hold every logging handler's lock for the duration: a record logged meanwhile by another
+    thread is written when the block ends (this thread must not log inside it)."""
+    loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(item, logging.Logger))]
+    handlers = list({id(h): h for lg in loggers for h in lg.handlers}.values())
+    for handler in handlers:
+        handler.acquire()
     try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for handler in reversed(handlers):
+            handler.release()
 
 
 def landmarks_from_result(result, size) -> Optional[Landmarks]:
