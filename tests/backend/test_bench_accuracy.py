@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,19 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "accuracy.py"
 # two small frames have no planted feet or judged frames: empty means, reported as NaN
 pytestmark = [pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning"),
               pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")]
+
+
+@pytest.fixture(autouse=True)
+def logging_restored():
+    """The script's main() configures logging for a console (root handler, quieter
+    scail_backend); put it back so that later tests see the logging they expect."""
+    names = ("", "scail_backend", "absl")
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().handlers[:] = handlers
 
 
 @pytest.fixture(scope="module")
