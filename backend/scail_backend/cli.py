@@ -415,12 +415,14 @@ def _exit_if_nobody(seq, command: str, consequence: str) -> int:
     tracking = seq.meta.get("tracking", {})
     blips, shortest = tracking.get("spurious_dropped", 0), tracking.get("shortest_track_frames")
     if blips and shortest:
-        why = (f"people were found, but only in {blips} track(s) shorter than {shortest} frames, "
+        lead = "nobody was kept"
+        why = (f"people were seen, but only in {blips} track(s) shorter than {shortest} frames, "
                f"dropped as blips; a person who jumps from frame to frame (cuts, a folder of "
                f"unrelated images) breaks tracks")
     else:
+        lead = "no person found"
         why = "a person very small, dark or cut off is not found; try a closer or brighter clip"
-    print(f"scail-pose {command}: error: no person found in any of the {seq.num_frames} frames; "
+    print(f"scail-pose {command}: error: {lead} in any of the {seq.num_frames} frames; "
           f"{consequence} ({why})", file=sys.stderr)
     return EXIT_NOBODY
 

@@ -229,7 +229,7 @@ def repeat_notice(fps: float, source_fps: float, path) -> Optional[str]:
     if ratio < 1.0 + REPEAT_TOLERANCE:
         return None
     return (f"{Path(path).name} is {source_fps:g} fps, so --fps {fps:g} repeats each frame about "
-            f"{ratio:.2g} times (no motion is made up between frames)")
+            f"{ratio:.2g} times on average (no motion is made up between frames)")
 
 
 def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
@@ -460,9 +460,7 @@ def check_run_outputs(folder, use_align: bool = False) -> None:
     folder = Path(folder)
     inputs = [folder / DRIVING_VIDEO] + [folder / n for n in REFERENCE_IMAGE_NAMES
                                          if (folder / n).exists()]
-    names = (POSES_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE) if use_align else (
-        POSES_FILE, RENDERED_FILE)
-    for name in names:
+    for name in contract.run_outputs(use_align):
         check_output_file(folder / name, inputs)
 
 

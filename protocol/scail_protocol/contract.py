@@ -26,6 +26,15 @@ POSES_FILE = "poses.npz"
 RENDERED_FILE = "rendered.mp4"
 ALIGNED_POSES_FILE = "poses_aligned.npz"        # --use-align (§1.1 names the video)
 ALIGNED_RENDERED_FILE = "rendered_aligned.mp4"
+RUN_OUTPUTS = (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
+
+
+def run_outputs(use_align: bool = False) -> tuple:
+    """The files a run writes into its folder: poses.npz and rendered.mp4, or with --use-align
+    poses.npz and the aligned pair (it leaves rendered.mp4 alone)."""
+    if use_align:
+        return (POSES_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
+    return (POSES_FILE, RENDERED_FILE)
 
 
 def composite_channels(under_rgb: np.ndarray, overlay_rgb: np.ndarray) -> np.ndarray:

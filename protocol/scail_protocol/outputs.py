@@ -187,7 +187,8 @@ def _probe_writable(path: Path, parent: Path) -> None:
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
     except OSError as e:
-        raise output_error(path, e) from None
+        raise OutputError(f"cannot write {path}: no file can be created in {parent} "
+                          f"({describe_os_error(e)})") from None
     os.close(fd)
     os.unlink(probe)
 

@@ -407,6 +407,41 @@ def test_finished_clip_is_redone_when_its_settings_change_and_skipped_when_not(
     assert finished(out / "a") == 4
 
 
+def test_a_redone_clip_drops_the_other_layout_s_outputs_made_with_other_settings(
+        ray_session, tmp_path, capsys):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    _scail_folder(inputs / "a")
+    assert _batch(inputs, out) == 0
+    aligned = (out / "a" / "poses_aligned.npz", out / "a" / "rendered_aligned.mp4")
+    shutil.copy(out / "a" / "poses.npz", aligned[0])   # as an aligned run would leave them
+    shutil.copy(out / "a" / "rendered.mp4", aligned[1])
+    assert _batch(inputs, out) == 0                    # same settings: skipped, both kept
+    assert all(path.exists() for path in aligned)
+    capsys.readouterr()
+    assert _batch(inputs, out, "--fps", "8") == 0      # other settings: they no longer go
+    assert "1 done (1 redone)" in capsys.readouterr().err
+    assert not any(path.exists() for path in aligned)
+    assert finished(out / "a") == 2
+
+
+def test_switching_to_alignment_is_a_redo_that_keeps_the_plain_video(tmp_path):
+    from scail_backend.batch.fingerprint import fingerprint
+    from scail_backend.batch.runner import _plan
+
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    clip = Clip("a", _scail_folder(inputs / "a") / "driving.mp4")
+    (out / "a").mkdir(parents=True)
+    write_clip(out / "a" / "rendered.mp4", frames=4)
+    PoseSequence.empty(0, 4, (96, 160), 16.0).save(out / "a" / "poses.npz")
+    plain = {"estimator": "mediapipe", "resolution": None, "fps": None, "use_align": False}
+    recorded = {"a": fingerprint(clip.video, None, plain)}
+    plan = _plan(clip, out, dict(plain, use_align=True), recorded, {}, force=False)
+    assert plan.redone == "made with other settings (--use-align)" and plan.stale == ()
+    plan = _plan(clip, out, dict(plain, use_align=True, fps=8.0), recorded, {}, force=False)
+    assert plan.stale == ("rendered.mp4",)             # its poses are no longer these
+    assert _plan(clip, out, plain, recorded, {}, force=False).skipped == 4
+
+
 def test_finished_clip_is_redone_when_its_video_is_replaced(ray_session, tmp_path, capsys):
     inputs, out = tmp_path / "in", tmp_path / "out"
     _scail_folder(inputs / "a")

@@ -256,7 +256,8 @@ def test_nobody_kept_after_tracking_says_the_people_found_were_blips(capsys):
     tracked = track_people(seq.replace(joints3d=joints, kp2d=kp2d))
     assert _exit_if_nobody(tracked, "extract", "poses all missing") == EXIT_NOBODY
     err = capsys.readouterr().err
-    assert "people were found, but only in 1 track(s) shorter than 5 frames" in err
+    assert "nobody was kept in any of the 10 frames" in err
+    assert "people were seen, but only in 1 track(s) shorter than 5 frames" in err
     assert "brighter" not in err
     assert _exit_if_nobody(track_people(seq.replace(joints3d=joints * np.nan,
                                                      kp2d=kp2d * np.nan)), "extract", "x") == 3

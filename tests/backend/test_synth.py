@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 from scail_protocol import joints as J
@@ -226,8 +228,8 @@ def test_cancelled_clip_leaves_no_output(tmp_path):
         make_clip(tmp_path, motion="squat", num_frames=4, size=SMALL,
                   progress=cancel_at_second_frame)
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(Cancelled):  # a folder the call made goes with it
-        make_clip(tmp_path / "new", motion="squat", num_frames=4, size=SMALL,
+    with pytest.raises(Cancelled):  # folders the call made go with it, parents too
+        make_clip(tmp_path / "new" / "deeper", motion="squat", num_frames=4, size=SMALL,
                   progress=cancel_at_second_frame)
     assert list(tmp_path.iterdir()) == []
 
@@ -242,6 +244,25 @@ def test_a_folder_of_someone_s_footage_is_refused_before_any_work(tmp_path, thei
     with pytest.raises(OutputError, match=f"already holds {theirs}, which no synthetic clip"):
         make_clip(tmp_path, motion="wave", num_frames=2, size=SMALL, progress=never)
     assert (tmp_path / theirs).read_bytes() == b"their own footage"
+
+
+def test_a_junk_truth_file_does_not_make_someone_s_footage_a_synthetic_clip(tmp_path):
+    (tmp_path / "driving.mp4").write_bytes(b"their own footage")
+    (tmp_path / "truth.npz").write_bytes(b"junk")
+    with pytest.raises(OutputError, match="already holds driving.mp4, which no synthetic clip"):
+        check_clip_folder(tmp_path)
+
+
+def test_a_file_or_a_folder_in_the_clip_s_place_is_refused_up_front(tmp_path, small_clip):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputError, match="afile is a file, not a folder"):
+        check_clip_folder(tmp_path / "afile")
+    folder = tmp_path / "made_before"
+    shutil.copytree(small_clip.driving.parent, folder)
+    (folder / "driving.mp4").unlink()
+    (folder / "driving.mp4").mkdir()
+    with pytest.raises(OutputError, match="driving.mp4 is a folder, where the clip writes a file"):
+        check_clip_folder(folder)
 
 
 def test_a_synthetic_clip_may_be_remade_but_not_under_a_run_s_results(small_clip):

@@ -238,8 +238,9 @@ def test_speed_notice_says_how_the_motion_will_play():
     resampled = speed_notice(30.0, "a.mp4", source_fps=60.0)   # says what is rendered
     assert resampled.startswith("a.mp4 (60 fps) is resampled to 30 fps")
     assert "1.88x slower" in resampled
-    assert repeat_notice(16.0, 8.0, "a.mp4").endswith("repeats each frame about 2 times "
-                                                      "(no motion is made up between frames)")
+    assert repeat_notice(16.0, 8.0, "a.mp4").endswith("repeats each frame about 2 times on "
+                                                      "average (no motion is made up between "
+                                                      "frames)")
     assert repeat_notice(16.0, 60.0, "a.mp4") is None and repeat_notice(16.0, 15.5, "a.mp4") is None
 
 

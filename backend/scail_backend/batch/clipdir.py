@@ -10,6 +10,7 @@ nothing is linked.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -22,6 +23,8 @@ from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, 
                                      POSES_FILE, REFERENCE_IMAGE_NAMES, RENDERED_FILE)
 
 from .inputs import Clip
+
+log = logging.getLogger(__name__)
 
 
 def prepare(clip: Clip, folder: Path) -> Path:
@@ -93,6 +96,22 @@ def remove_partial(folder: Path) -> int:
                 entry.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def remove_outputs(folder: Path, names) -> None:
+    """Delete the outputs ``names`` from a clip's ``folder`` (stale ones: another run's layout,
+    made from another video or with other settings), saying so."""
+    for name in names:
+        path = folder / name
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning("%s: cannot remove the stale %s: %s", folder.name, name, e.strerror)
+            continue
+        log.info("%s: removed %s, made from another video or with other settings",
+                 folder.name, name)
 
 
 def finished(folder: Path, use_align: bool = False) -> Optional[int]:

@@ -45,6 +45,7 @@ from ..file_hash import sha256_of
 
 # settings that only matter with --use-align
 ALIGN_ONLY = ("--align-fallback", "--adapt-bones")
+ALIGNMENT = ("--use-align", *ALIGN_ONLY)
 NO_RECORD = ("nothing records which video and settings made its outputs (a batch older than "
              "this one, another command, or a batch stopped before recording them)")
 
@@ -141,6 +142,17 @@ def why_redo(recorded: Optional[dict], current: dict, video: Path, folder: Path)
     if recorded.get("reference") != current["reference"]:
         return "its reference image changed since the last batch"
     return None
+
+
+def keeps_other_outputs(recorded: Optional[dict], current: dict) -> bool:
+    """Whether outputs of the other layout left in a clip's folder (``rendered.mp4`` beside an
+    aligned run, the aligned pair beside a plain one), made as ``recorded`` says, still go with
+    this run's poses: the same video stamp and every setting the same but the alignment ones.
+    False when nothing was recorded."""
+    if recorded is None or recorded.get("video") != current["video"]:
+        return False
+    changed = changed_settings(recorded.get("settings") or {}, current["settings"])
+    return all(key in ALIGNMENT for key in changed)
 
 
 def changed_settings(recorded: dict, current: dict) -> List[str]:

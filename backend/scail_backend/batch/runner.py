@@ -31,10 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from scail_protocol.contract import RUN_OUTPUTS, run_outputs
 from scail_protocol.errors import ScailError
 
-from .clipdir import finished, in_input_terms, remove_partial
-from .fingerprint import fingerprint, why_redo
+from .clipdir import finished, in_input_terms, remove_outputs, remove_partial
+from .fingerprint import fingerprint, keeps_other_outputs, why_redo
 from .flow import ClipFlow, WorkerPool
 from .inputs import Clip, discover
 from .progress import ClipEvents, FrameProgress
@@ -134,11 +135,14 @@ class ClipPlan:
         skipped: the frame count of its finished, current outputs (the clip is skipped), or
             None (it runs).
         redone: why its finished outputs are made again (one line), or None.
+        stale: outputs of the other layout in its folder that no longer go with its poses
+            (made from another video or with other settings), removed once it is done.
     """
 
     fingerprint: Optional[dict] = None
     skipped: Optional[int] = None
     redone: Optional[str] = None
+    stale: tuple = ()
 
 
 def _plan(clip: Clip, out_dir: Path, defaults: dict, recorded: dict, estimators: dict,
@@ -152,14 +156,21 @@ def _plan(clip: Clip, out_dir: Path, defaults: dict, recorded: dict, estimators:
     except (ScailError, ValueError):   # a bad option: the worker fails the clip with it
         return ClipPlan()
     folder = out_dir / clip.name
-    frames = None if force else finished(folder, bool(options.get("use_align")))
-    if frames is None:
+    use_align = bool(options.get("use_align"))
+    if not any((folder / name).exists() for name in RUN_OUTPUTS):
         return ClipPlan(current)
-    why = why_redo(recorded.get(clip.name), current, clip.video, folder)
-    if why is None:
+    earlier = recorded.get(clip.name)
+    others = [name for name in RUN_OUTPUTS if name not in run_outputs(use_align)]
+    stale = () if keeps_other_outputs(earlier, current) else tuple(
+        name for name in others if (folder / name).exists())
+    frames = None if force else finished(folder, use_align)
+    why = None if force else why_redo(earlier, current, clip.video, folder)
+    if frames is not None and why is None:
         return ClipPlan(current, skipped=frames)
-    log.warning("%s: redone: %s", clip.name, why)
-    return ClipPlan(current, redone=why)
+    if why is not None and (frames is not None or earlier is not None):
+        log.warning("%s: redone: %s", clip.name, why)   # its outputs were there, made otherwise
+        return ClipPlan(current, redone=why, stale=stale)
+    return ClipPlan(current, stale=stale)
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -183,6 +194,7 @@ def _record(clip: Clip, outcome: dict, report: Report, summary: Summary,
     if status == DONE:
         summary.done += 1
         summary.redone += plan.redone is not None
+        remove_outputs(report.path.parent / clip.name, plan.stale)
         summary.frames += int(outcome.get("frames") or 0)
     else:
         summary.failed += 1

@@ -13,11 +13,11 @@ from typing import Iterator, Optional
 
 import numpy as np
 from scail_protocol.camera import blender_to_camera
-from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, DEFAULT_RESOLUTION,
-                                    DRIVING_VIDEO, OUTPUT_FPS, POSES_FILE, REFERENCE_IMAGE_NAMES,
-                                    RENDERED_FILE)
+from scail_protocol.contract import (DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_FPS,
+                                    REFERENCE_IMAGE_NAMES, RUN_OUTPUTS)
 from scail_protocol.errors import OutputError, ScailError, VideoError
-from scail_protocol.sequence import MAX_SIDE_PX
+from scail_protocol.outputs import output_error
+from scail_protocol.sequence import MAX_SIDE_PX, PoseSequence
 
 from ..progress import ProgressFn, no_progress
 from ..signals import deferred
@@ -30,6 +30,7 @@ DEFAULT_SIZE = DEFAULT_RESOLUTION  # (H, W) working resolution, landscape
 DEFAULT_FPS = float(OUTPUT_FPS)    # the conditioning video's rate
 DEMO_MOTION, DEMO_CAMERA = "demo", "front"
 TRUTH_NAME = "truth.npz"
+SOURCE = "scail_backend.synth"  # meta["source"] of the truth files written here
 REFERENCE_NAME = "ref.png"  # the first frame: the folder is then what `scail-pose run` reads
 STAGE = "synth"
 MAX_FRAMES = 100_000  # a guard against typos (about 1.7 h at 16 fps)
@@ -149,8 +150,11 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
     spec, setup, num, size, fps = _check_args(motion, camera, num_frames, size, fps)
     body = bodies.get_body(body)
     out_dir = check_clip_folder(out_dir)
-    made_folder = not out_dir.exists()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = _made_folders(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(out_dir, e) from None
     work = Path(tempfile.mkdtemp(prefix=".synth-", dir=out_dir))
     started = time.monotonic()
     done = False
@@ -167,7 +171,7 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
                 marks.append(frame.landmarks_world_m)
                 boxes.append(frame.bbox)
         setup_fields = ("distance_m", "height_m", "yaw_deg", "target_height_m", "fov_deg")
-        meta = {"source": "scail_backend.synth", "motion": spec.name, "camera": setup.name,
+        meta = {"source": SOURCE, "motion": spec.name, "camera": setup.name,
                 "body": body.name,
                 "camera_setup": {k: getattr(setup, k) for k in setup_fields},
                 "kp2d_note": "exact projections; face-68 NaN; occlusion not modelled"}
@@ -183,8 +187,8 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
         done = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        if made_folder and not done:
-            _remove_if_empty(out_dir)
+        if not done:
+            _remove_if_empty(made)
     elapsed = time.monotonic() - started
     log.info("synth: %d frames of %s/%s in %.1f s (%.2f s/frame)", num, spec.name, setup.name,
              elapsed, elapsed / num)
@@ -193,25 +197,31 @@ def make_clip(out_dir, *, motion: str = "wave", camera: str = "front",
 
 def check_clip_folder(out_dir) -> Path:
     """``out_dir`` as a Path, if a synthetic clip may be written there: a new folder, one
-    without the run layout's files, or one holding a synthetic clip made before (its
-    ``truth.npz``), which is replaced.
+    without the run layout's files, or one holding a synthetic clip made before (a
+    ``truth.npz`` this module wrote), which is replaced.
 
     Raises:
-        OutputError: the folder holds a ``driving.mp4`` or reference image that no synthetic
-            clip made (someone's footage), or a run's results (``poses.npz``, ``rendered.mp4``
-            ...), which the new clip would leave describing another video.
+        OutputError: ``out_dir`` is a file; it holds a folder where the clip writes a file; it
+            holds a ``driving.mp4`` or reference image that no synthetic clip made (someone's
+            footage), or a run's results (``poses.npz``, ``rendered.mp4`` ...), which the new
+            clip would leave describing another video.
     """
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir} is a file, not a folder; give a folder for the clip")
     if not out_dir.is_dir():
         return out_dir
-    made_before = {DRIVING_VIDEO, REFERENCE_NAME} if (out_dir / TRUTH_NAME).is_file() else set()
+    folders = [n for n in (DRIVING_VIDEO, TRUTH_NAME, REFERENCE_NAME) if (out_dir / n).is_dir()]
+    if folders:
+        raise OutputError(f"{out_dir / folders[0]} is a folder, where the clip writes a file; "
+                          f"choose a new folder for the clip")
+    made_before = {DRIVING_VIDEO, REFERENCE_NAME} if _holds_synthetic_clip(out_dir) else set()
     footage = [n for n in (DRIVING_VIDEO, *REFERENCE_IMAGE_NAMES)
                if n not in made_before and (out_dir / n).exists()]
     if footage:
         raise OutputError(f"{out_dir} already holds {', '.join(footage)}, which no synthetic "
                           f"clip made; choose a new folder for the clip")
-    results = [n for n in (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
-               if (out_dir / n).exists()]
+    results = [n for n in RUN_OUTPUTS if (out_dir / n).exists()]
     if results:
         raise OutputError(f"{out_dir} holds results of an earlier run ({', '.join(results)}) "
                           f"that a new clip would leave describing another video; choose a new "
@@ -219,11 +229,30 @@ def check_clip_folder(out_dir) -> Path:
     return out_dir
 
 
-def _remove_if_empty(folder: Path) -> None:
+def _holds_synthetic_clip(folder: Path) -> bool:
+    """Whether ``folder``'s truth.npz is one this module wrote (its meta says so)."""
     try:
-        folder.rmdir()
-    except OSError:
-        pass  # not empty (or already gone): leave it
+        return PoseSequence.load(folder / TRUTH_NAME).meta.get("source") == SOURCE
+    except Exception:  # missing, unreadable or not a PoseSequence: not ours
+        return False
+
+
+def _made_folders(out_dir: Path) -> list:
+    """The folders ``out_dir.mkdir(parents=True)`` is about to create, deepest first."""
+    missing = []
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    return missing
+
+
+def _remove_if_empty(folders: list) -> None:
+    for folder in folders:   # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (or already gone): leave it and its parents
 
 
 def _write_png(path: Path, rgb: np.ndarray) -> None:
