@@ -397,8 +397,9 @@ def _native_stderr_silenced():
     MediaPipe's C++ side writes ~10 warnings through absl straight to fd 2 when its models start
     ("Feedback manager requires a model with a single signature...", "Using NORM_RECT without
     IMAGE_DIMENSIONS..."); they are noise to users and no environment variable reaches them.
-    Log records of other threads (the decoder's warnings, say) wait for the window to end, as
-    the logging handlers are held for its duration; other writes to stderr in it are lost.
+    Logging handlers that write to fd 2 write to the real stderr meanwhile (a copy of it), so
+    other threads' records (the decoder's warnings, say) still show; other writes to stderr in
+    the window are lost.
     """
     if log.isEnabledFor(logging.DEBUG):
         yield
@@ -409,30 +410,50 @@ def _native_stderr_silenced():
     except (OSError, ValueError, AttributeError):  # no real fd 2 (embedded interpreters)
         yield
         return
-    with _logging_held():
-        try:
+    try:
+        with _logging_to(saved):
             with open(os.devnull, "wb") as devnull:
                 os.dup2(devnull.fileno(), 2)
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 @contextlib.contextmanager
-def _logging_held():
-    """Hold every logging handler's lock for the duration: a record logged meanwhile by another
-    thread is written when the block ends (this thread must not log inside it)."""
+def _logging_to(fd: int):
+    """Point the logging handlers that write to fd 2 at a copy of ``fd`` for the duration."""
     loggers = [logging.getLogger(), *(item for item in logging.Logger.manager.loggerDict.values()
                                       if isinstance(item, logging.Logger))]
-    handlers = list({id(h): h for lg in loggers for h in lg.handlers}.values())
-    for handler in handlers:
-        handler.acquire()
+    handlers = {id(h): h for lg in loggers for h in lg.handlers
+                if isinstance(h, logging.StreamHandler) and _writes_to_fd2(h)}
+    if not handlers:
+        yield
+        return
+    stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding=getattr(sys.stderr, "encoding",
+                                                                        None) or "utf-8",
+                       errors="backslashreplace")
+    swapped = []
+    for handler in handlers.values():
+        try:
+            swapped.append((handler, handler.setStream(stream)))
+        except AttributeError:  # a handler whose stream is fixed (logging.lastResort's)
+            continue
     try:
         yield
     finally:
-        for handler in reversed(handlers):
-            handler.release()
+        for handler, old in swapped:
+            handler.setStream(old)
+        stream.close()
+
+
+def _writes_to_fd2(handler: logging.StreamHandler) -> bool:
+    try:
+        return handler.stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # not a real file (pytest's capture, say)
+        return False
 
 
 def landmarks_from_result(result, size) -> Optional[Landmarks]:
