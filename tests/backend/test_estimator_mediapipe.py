@@ -422,3 +422,23 @@ def test_stderr_works_again_after_the_quiet_first_frame(capfd, caplog):
     assert "stderr-marker" in err
     # MediaPipe's start-up chatter, after building and after resetting, is silenced
     assert "Feedback manager" not in err and "XNNPACK" not in err
+
+
+EXAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "examples" / "dance_a"
+
+
+@pytest.mark.skipif(not EXAMPLE.is_dir(), reason="needs ../shared/examples/dance_a")
+def test_a_person_who_appears_late_starts_no_chatter(capfd, caplog):
+    """The landmark stages start with the first person found, frames after the graph's own
+    start: they must be silenced too."""
+    from scail_backend.estimators.mediapipe_holistic import MediaPipeHolisticEstimator
+    from scail_backend.video.reader import open_video
+
+    caplog.set_level(logging.INFO, logger="scail_backend.estimators.mediapipe_holistic")
+    dancer = [frame for _, frame in zip(range(3), open_video(EXAMPLE / "driving.mp4"))]
+    frames = [np.zeros_like(dancer[0])] * 4 + dancer
+    with MediaPipeHolisticEstimator(max_people_per_frame=1, search_small=False) as est:
+        seq = est.estimate(frames, size=frames[0].shape[:2], fps=16.0)
+    assert seq.present().any(0)[4:].all()
+    err = capfd.readouterr().err
+    assert "NORM_RECT" not in err and "W0000" not in err, err

@@ -205,7 +205,8 @@ class _Graph:
     MediaPipe starts a graph's calculators on worker threads when the graph is built or reset,
     and they chatter on stderr as they start; building (or resetting) the graph and its first
     frame therefore run inside one :func:`_native_stderr_silenced` window, with no Python work
-    in between for the chatter to slip through.
+    in between for the chatter to slip through. The landmark calculators start only when a
+    first person is found, so frames stay silenced until then.
     """
 
     def __init__(self, options: dict):
@@ -213,25 +214,30 @@ class _Graph:
         self._solution = None
         self._last_frame = None
         self._starting = True   # the next frame builds (or restarts) the graph
+        self._quiet = True      # nobody found since it started: its landmark stages may chatter
 
     def run(self, image: np.ndarray, frame_index: int, step_us: int):
         """Holistic's result for ``image``, seen as frame ``frame_index`` of the video."""
         gap = 1 if self._last_frame is None else max(1, frame_index - self._last_frame)
         self._last_frame = frame_index
-        if not self._starting:
+        if not self._quiet:
             return _process_at(self._solution, image, gap * step_us)
         with _native_stderr_silenced():
-            if self._solution is None:
-                self._solution = _import_mediapipe().solutions.holistic.Holistic(**self._options)
-            else:
-                self._solution.reset()
-            self._starting = False
-            return _process_at(self._solution, image, gap * step_us)
+            if self._starting:
+                if self._solution is None:
+                    self._solution = _import_mediapipe().solutions.holistic.Holistic(
+                        **self._options)
+                else:
+                    self._solution.reset()
+                self._starting = False
+            result = _process_at(self._solution, image, gap * step_us)
+        self._quiet = getattr(result, "pose_landmarks", None) is None
+        return result
 
     def reset(self) -> None:
         """Forget the video so far; the graph restarts with its next frame."""
         self._last_frame = None
-        self._starting = True
+        self._starting = self._quiet = True
 
     def close(self) -> None:
         if self._solution is not None:
