@@ -40,7 +40,7 @@ import numpy as np
 from scail_protocol import joints as J
 from scail_protocol.camera import project
 from scail_protocol.runs import bridge_gaps, drop_short_runs, true_runs
-from scail_protocol.sequence import PoseSequence
+from scail_protocol.sequence import PoseSequence, people_count
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +323,8 @@ def lock_feet(seq: PoseSequence, params: FootLockParams = FootLockParams()) -> P
             if planted.any():
                 _pin_leg(joints[p], kp[p], seq.K, leg, planted, int(params.blend_frames))
     out = seq.replace(joints3d=joints.astype(np.float32), kp2d=kp.astype(np.float32))
-    log.info("foot locking: %d foot-frames planted over %d %s", sum(planted_frames.values()),
-             seq.num_people, "person" if seq.num_people == 1 else "people")
+    log.info("foot locking: %d foot-frames planted over %s", sum(planted_frames.values()),
+             people_count(seq.num_people))
     return _with_cleanup_meta(out, "foot_lock", dict(asdict(params),
                                                     planted_frames=planted_frames))
 

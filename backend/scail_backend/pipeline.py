@@ -40,9 +40,9 @@ from scail_protocol.outputs import atomic_path, check_output_file
 from scail_protocol.sequence import PoseSequence
 
 from .background import Background
-from .file_hash import sha256_of
 from .estimators.base import Estimator
 from .estimators.registry import AUTO, resolve
+from .file_hash import sha256_of
 from .progress import ProgressFn, no_progress
 from .render.pipeline import render_sequence
 from .video.reader import open_video

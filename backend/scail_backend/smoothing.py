@@ -59,7 +59,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from scail_protocol.sequence import PoseSequence
+from scail_protocol.sequence import PoseSequence, people_count
 
 log = logging.getLogger(__name__)
 
@@ -378,10 +378,9 @@ def smooth_sequence(seq: PoseSequence, *, strength: Strength = DEFAULT_STRENGTH,
         bbox=one_euro(boxes, seq.fps, image, size=size_px, zero_lag=zero_lag)
         .reshape(num_people, num_frames, 4).astype(np.float32),
         kp2d_score=score.astype(np.float32), meta=meta)
-    log.info("smoothed %d %s x %d frames (%s; image: min cutoff %.2f Hz, beta %.2f; depth: "
-             "min cutoff %.2f Hz, beta %.2f%s%s)", num_people,
-             "person" if num_people == 1 else "people", num_frames, FILTER_NAME,
-             image.min_cutoff_hz, image.beta, depth.min_cutoff_hz, depth.beta,
+    log.info("smoothed %s x %d frames (%s; image: min cutoff %.2f Hz, beta %.2f; depth: "
+             "min cutoff %.2f Hz, beta %.2f%s%s)", people_count(num_people), num_frames,
+             FILTER_NAME, image.min_cutoff_hz, image.beta, depth.min_cutoff_hz, depth.beta,
              "; zero lag" if zero_lag else "",
              f"; filled {filled} joints in gaps of <= {fill} frames" if fill else "")
     return smoothed

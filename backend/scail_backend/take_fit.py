@@ -51,7 +51,7 @@ from scipy import sparse
 
 from scail_protocol.joints import OPENPOSE18, SMPL24, SMPL24_NAMES, SMPL24_PARENTS
 from scail_protocol.runs import drop_short_runs, true_runs
-from scail_protocol.sequence import PoseSequence
+from scail_protocol.sequence import PoseSequence, people_count
 
 log = logging.getLogger(__name__)
 
@@ -744,8 +744,8 @@ def fit_sequence(seq: PoseSequence, params: FitParams = DEFAULT_PARAMS) -> PoseS
                        for p in range(seq.num_people)]) if seq.num_people else seq.joints3d
     elapsed = time.perf_counter() - started
     people = [take_summary(seq.joints3d[p], joints[p], seq.K) for p in range(seq.num_people)]
-    log.info("whole-take fit: %d %s x %d frames in %.2f s", seq.num_people,
-             "person" if seq.num_people == 1 else "people", seq.num_frames, elapsed)
+    log.info("whole-take fit: %s x %d frames in %.2f s", people_count(seq.num_people),
+             seq.num_frames, elapsed)
     for p, summary in enumerate(people):
         if summary["frames"]:
             log.debug("person %d: %d frames, joints moved %.1f px / %.0f mm (median), bone "

@@ -38,7 +38,7 @@ import numpy as np
 
 from scail_protocol import joints as J
 from scail_protocol.camera import project
-from scail_protocol.sequence import PoseSequence
+from scail_protocol.sequence import PoseSequence, people_count
 
 log = logging.getLogger(__name__)
 
@@ -341,8 +341,7 @@ def track_people(seq: PoseSequence, *, max_people: Optional[int] = None,
                  found, len(keep), int(max_people), dropped)
         out = out.people(keep)
     out = _ordered(out, order)
-    log.info("tracking: %d %s over %d frames%s", out.num_people,
-             "person" if out.num_people == 1 else "people", out.num_frames,
+    log.info("tracking: %s over %d frames%s", people_count(out.num_people), out.num_frames,
              f"; {len(short)} track(s) shorter than {shortest} frames dropped as blips"
              if short else "")
     meta = dict(out.meta, tracking=dict(

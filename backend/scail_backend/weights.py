@@ -36,7 +36,6 @@ NOT_PUBLISHED = ("; not the published file (the nlf estimator uses it with a war
                  "fine-tuned or smaller variant, or a damaged download)")
 
 
-
 @dataclass(frozen=True)
 class WeightFile:
     """One entry of the manifest.

@@ -27,8 +27,8 @@ import errno
 import fnmatch
 import os
 import secrets
-import tempfile
 import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path

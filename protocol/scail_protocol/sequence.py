@@ -222,6 +222,11 @@ class PoseSequence:
                 "meta": np.asarray(json.dumps(meta, sort_keys=True))}
 
 
+def people_count(n: int) -> str:
+    """``n`` people in words for messages: "1 person", "3 people"."""
+    return f"{n} person" if n == 1 else f"{n} people"
+
+
 def write_atomically(path, write) -> Path:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place
     (see :func:`scail_protocol.outputs.write_atomically`; kept here for existing callers).
