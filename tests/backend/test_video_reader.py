@@ -289,6 +289,19 @@ def test_truncated_video_yields_what_decodes_and_warns(tmp_path, caplog):
     assert "the file announces 20 frames" in caplog.text
 
 
+@pytest.mark.parametrize("suffix", [".webm", ".mkv"])
+def test_truncated_file_without_a_frame_count_warns_from_its_duration(tmp_path, caplog, suffix):
+    caplog.set_level(logging.WARNING, logger="scail_backend.video.reader")
+    whole = write_clip(tmp_path / f"a{suffix}", frames=30, make=noise_frame)
+    assert len(list(open_video(whole))) == 30 and caplog.text == ""   # intact: no note
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.5)])
+    source = open_video(cut)
+    assert not source.num_frames_exact and 0 < len(list(source)) < 24
+    assert "its duration announces about 30 frames" in caplog.text
+    assert caplog.text.count("damaged or truncated") == 1
+
+
 def test_corrupt_middle_keeps_decoding(tmp_path):
     path = write_clip(tmp_path / "a.mp4", frames=20, make=noise_frame,
                       options={"movflags": "faststart"})

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 STILL_FPS = float(OUTPUT_FPS)  # the output rate: images and image folders have none of their own
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_CONSECUTIVE_BAD_PACKETS = 200  # a stream this broken is not worth reading further
+SHORT_OF_DURATION = 0.8  # fewer frames than this share of the duration's estimate: truncated
 MIXED_ASPECT_TOLERANCE = 0.02  # |log| of the aspect ratios: images within 2 % share a framing
 VIDEO_HINT = ("expected a video file (mp4, mov, webm, avi, mkv), an image "
               f"({', '.join(IMAGE_EXTENSIONS)}), an animated GIF/WebP/PNG or a folder of images")
@@ -106,8 +107,9 @@ class VideoSource:
         for frame in self._frames():
             self.frames_read += 1
             yield frame
-        if self.num_frames_exact and 0 < self.frames_read < (self.num_frames or 0):
-            self.problems.append(self._shortfall())
+        shortfall = self._shortfall()
+        if shortfall:
+            self.problems.append(shortfall)
         if self.frames_read == 0:
             detail = f" ({'; '.join(self.problems)})" if self.problems else ""
             raise VideoError(f"{self.path}: no frame could be decoded{detail}")
@@ -115,12 +117,21 @@ class VideoSource:
             log.warning("%s: read %d frames; %s", self.path, self.frames_read,
                         "; ".join(self.problems))
 
-    def _shortfall(self) -> str:
-        """The note on fewer frames read than announced; the cause is added only when no
-        problem noted so far gives it (every decoder problem already says what is wrong)."""
+    def _shortfall(self) -> Optional[str]:
+        """The note on fewer frames read than announced (by the container's count, or well
+        short of what its duration promises), or None; the cause is added only when no problem
+        noted so far gives it (every decoder problem already says what is wrong)."""
+        announced = self.num_frames or 0
+        if not 0 < self.frames_read < announced:
+            return None
         if self.kind == "images":
-            return f"the folder holds {self.num_frames} images"
-        note = f"the file announces {self.num_frames} frames"
+            return f"the folder holds {announced} images"
+        if self.num_frames_exact:
+            note = f"the file announces {announced} frames"
+        elif self.frames_read < SHORT_OF_DURATION * announced:
+            note = f"its duration announces about {announced} frames"
+        else:
+            return None   # an estimate from the duration: a few frames either way are normal
         return note if self.problems else f"{note}: it is damaged or truncated"
 
     def timed_frames(self) -> Iterator[TimedFrame]:
