@@ -37,8 +37,16 @@ class CurveSource:
     frame_max: float = np.inf
 
     def action_frames(self, scene_frames: np.ndarray) -> np.ndarray:
-        frames = self.offset + np.asarray(scene_frames, dtype=np.float64) * self.scale
-        return np.clip(frames, self.frame_min, self.frame_max)
+        return np.clip(self._unclamped(scene_frames), self.frame_min, self.frame_max)
+
+    def covers(self, scene_frames: np.ndarray) -> np.ndarray:
+        """(T,) bool: the scene frames that fall inside the strip (outside, Blender only holds
+        the strip's first or last pose: nothing there was keyed)."""
+        frames = self._unclamped(scene_frames)
+        return (frames >= self.frame_min) & (frames <= self.frame_max)
+
+    def _unclamped(self, scene_frames) -> np.ndarray:
+        return self.offset + np.asarray(scene_frames, dtype=np.float64) * self.scale
 
 
 def curve_source(id_owner) -> CurveSource:

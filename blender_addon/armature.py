@@ -27,8 +27,9 @@ import numpy as np
 from scail_protocol import blender_rig
 from scail_protocol import camera as C
 from scail_protocol.errors import SequenceError
+from scail_protocol.sequence import people_count
 
-from . import anim, rigmath
+from . import anim, reports, rigmath
 from . import camera as camera_mod
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,50 @@ class ImportResult:
         camera: the camera object reproducing ``K``.
         actions: the actions (one per person), each on an NLA track of its armature.
         skipped: indices of people with no frame where all 24 joints are present.
+        scene_state: the scene's settings before the import (a :class:`SceneState`), which
+            :func:`remove_imported` puts back; None leaves the scene as it is.
     """
 
     armatures: list = field(default_factory=list)
     camera: object = None
     actions: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
+    scene_state: object = None
+
+
+@dataclass
+class SceneState:
+    """The scene settings an import changes (camera, resolution, pixel aspect, fps, frame
+    range, current frame), captured so that a failed import can put them back."""
+
+    scene: object
+    camera: object
+    render: dict
+    frames: dict
+
+    RENDER = (*camera_mod.RENDER_SETTINGS, "fps", "fps_base")
+    FRAMES = ("frame_start", "frame_end", "frame_current")
+
+    @classmethod
+    def capture(cls, scene) -> "SceneState":
+        return cls(scene=scene, camera=scene.camera,
+                   render={k: getattr(scene.render, k) for k in cls.RENDER},
+                   frames={k: getattr(scene, k) for k in cls.FRAMES})
+
+    def restore(self) -> None:
+        """Put the captured settings back (a camera deleted since is left unset)."""
+        scene = self.scene
+        for key, value in self.render.items():
+            setattr(scene.render, key, value)
+        # Blender moves the other end along when start > end: start, end, start reaches any.
+        scene.frame_start = self.frames["frame_start"]
+        scene.frame_end = self.frames["frame_end"]
+        scene.frame_start = self.frames["frame_start"]
+        try:
+            scene.camera = self.camera
+        except ReferenceError:  # the artist's camera no longer exists
+            scene.camera = None
+        scene.frame_set(self.frames["frame_current"])
 
 
 def import_sequence(seq, collection, *, scene, name: str = "SCAIL", video_path=None,
@@ -68,17 +107,25 @@ def import_sequence(seq, collection, *, scene, name: str = "SCAIL", video_path=N
         exact: key every bone's head so that export reproduces the joints exactly (see
             ``rigmath``); False keeps rigid bones of the median lengths.
         start_frame: scene frame of sequence frame 0.
-        report: ``report(type_set, message)`` for warnings (an operator's ``self.report``).
+        report: ``report(type_set, message)`` for warnings (an operator's ``self.report``);
+            None: shown in the status bar and Info log all the same (``reports.to_user``; the
+            timer's imports have no operator).
 
     Returns:
         An :class:`ImportResult`.
 
+    Frames of a person on which some but not all joints are present are left unkeyed; one
+    warning per person says how many.
+
     Raises:
         SequenceError: nobody in the sequence has a complete frame.
         VideoError: ``video_path`` is given but cannot be opened.
+
+    A failed import removes what it made and puts the scene's camera, resolution, pixel
+    aspect, fps and frame range back as they were.
     """
-    report = report or _log_report
-    result = ImportResult()
+    report = report or _to_user
+    result = ImportResult(scene_state=SceneState.capture(scene))
     try:
         result.camera = camera_mod.create_camera(seq, collection, scene, name=f"{name} Camera",
                                                  video_path=video_path, start_frame=start_frame)
@@ -92,16 +139,30 @@ def import_sequence(seq, collection, *, scene, name: str = "SCAIL", video_path=N
             result.actions.append(made[1])
         if not result.armatures:
             raise SequenceError(f"no person in the poses has a frame with all 24 joints "
-                                f"({seq.num_people} people, {seq.num_frames} frames); there "
-                                f"is no motion to bring into Blender")
+                                f"({people_count(seq.num_people)}, {seq.num_frames} frames); "
+                                f"there is no motion to bring into Blender")
+        set_scene_timing(scene, seq.fps, start_frame, seq.num_frames)
     except BaseException:
         remove_imported(result)
         raise
-    set_scene_timing(scene, seq.fps, start_frame, seq.num_frames)
-    for person in result.skipped:
-        report({"WARNING"}, f"person {person} (track {int(seq.track_id[person])}) has no complete "
-                            f"frame and was skipped")
+    for person in range(seq.num_people):
+        track = int(seq.track_id[person])
+        if person in result.skipped:
+            report({"WARNING"}, f"person {person} (track {track}) has no complete frame and was "
+                                f"skipped")
+            continue
+        partial = incomplete_frames(seq, person)
+        if partial:
+            frames = f"{partial} frame" if partial == 1 else f"{partial} frames"
+            report({"WARNING"}, f"{frames} of person {person} (track {track}) had missing joints "
+                                f"and were left unkeyed")
     return result
+
+
+def incomplete_frames(seq, person: int) -> int:
+    """Frames on which some but not all 24 joints of a person are present (left unkeyed)."""
+    finite = np.isfinite(seq.joints3d[person]).all(axis=-1)  # (T, 24)
+    return int(np.count_nonzero(finite.any(axis=1) & ~finite.all(axis=1)))
 
 
 def set_scene_timing(scene, fps: float, start_frame: int, num_frames: int) -> None:
@@ -115,17 +176,25 @@ def set_scene_timing(scene, fps: float, start_frame: int, num_frames: int) -> No
 
 
 def remove_imported(result: ImportResult) -> None:
-    """Delete everything an import created (used to roll back a failed import)."""
+    """Delete everything an import created and put the scene's settings back (used to roll
+    back a failed import)."""
     for obj in result.armatures:
         remove_armature(obj)
     result.armatures.clear()
     for action in result.actions:
-        if action.users == 0:
+        try:
+            unused = action.users == 0
+        except ReferenceError:  # already removed with its armature
+            continue
+        if unused:
             bpy.data.actions.remove(action)
     result.actions.clear()
     if result.camera is not None:
         camera_mod.remove_camera(result.camera)
         result.camera = None
+    if result.scene_state is not None:
+        result.scene_state.restore()
+        result.scene_state = None
 
 
 def remove_armature(obj) -> None:
@@ -164,7 +233,7 @@ def _import_person(seq, person, collection, *, name, exact, start_frame, camera_
             anim.key_curves(channels, bone, f"{path}.rotation_quaternion", frames, quat[:, j])
             if exact or j == rigmath.ROOT:
                 anim.key_curves(channels, bone, f"{path}.location", frames, loc[:, j])
-        anim.push_to_nla(obj, channels, f"{label} take", start_frame)
+        anim.push_to_nla(obj, channels, f"{label} take")
         _store_source(obj, seq, person, start_frame=start_frame, camera_obj=camera_obj,
                       exact=exact)
     except BaseException:
@@ -227,9 +296,11 @@ def _store_source(obj, seq, person, *, start_frame, camera_obj, exact) -> None:
         obj[f"_scail_{field_name}"] = np.ascontiguousarray(getattr(seq, field_name)[person]).ravel()
 
 
-def _log_report(kind, message) -> None:
-    level = logging.ERROR if "ERROR" in kind else logging.WARNING if "WARNING" in kind else logging.INFO
-    log.log(level, "%s", message)
+def _to_user(kind, message) -> None:
+    """An import's warning without an operator to report it: the status bar and Info log."""
+    kind = "WARNING" if "WARNING" in kind or "ERROR" in kind else "INFO"
+    log.log(logging.WARNING if kind == "WARNING" else logging.INFO, "%s", message)
+    reports.to_user(kind, message)
 
 
 def scail_armatures(scene, *, selected_first: bool = False) -> list:

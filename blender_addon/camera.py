@@ -19,6 +19,10 @@ from scail_protocol.errors import ScailError, VideoError
 
 log = logging.getLogger(__name__)
 
+# The scene's render settings :func:`apply_settings` writes (part of the projection).
+RENDER_SETTINGS = ("resolution_x", "resolution_y", "resolution_percentage", "pixel_aspect_x",
+                   "pixel_aspect_y")
+
 
 def create_camera(seq, collection, scene, *, name: str = "SCAIL Camera", video_path=None,
                   start_frame: int = 1):
@@ -39,7 +43,8 @@ def create_camera(seq, collection, scene, *, name: str = "SCAIL Camera", video_p
         The camera object.
 
     Raises:
-        VideoError: ``video_path`` is given but Blender cannot open it.
+        VideoError: ``video_path`` is given but Blender cannot open it (the camera object is
+            removed; ``armature.import_sequence`` puts the scene's settings back).
     """
     settings = C.blender_camera_from_K(seq.K, seq.height, seq.width)
     data = bpy.data.cameras.new(name)

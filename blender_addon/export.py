@@ -65,7 +65,7 @@ def export_sequence(armatures, *, scene, use_depsgraph=None, report=None) -> Pos
     if not armatures:
         raise SequenceError("no SCAIL armature to export: import a take first")
     sources = [_source_of(obj) for obj in armatures]
-    _check_same_take(sources)
+    _check_same_take(armatures, sources)
     bpy.context.view_layer.update()  # object matrices of moved cameras and armatures
     first = sources[0]
     height, width = first["size"]
@@ -73,6 +73,7 @@ def export_sequence(armatures, *, scene, use_depsgraph=None, report=None) -> Pos
     K_now = camera_mod.read_K(camera_obj, scene, height, width) if camera_obj else first["K"]
     to_reference = camera_mod.world_to_reference(camera_obj) if camera_obj else np.eye(4)
     frames = scene_frames(scene, first["frame_start"], first["num_frames"])
+    _report_trimmed(frames, first, scene, report)
     sources = [_select_frames(src, frames - src["frame_start"]) for src in sources]
     joints, kp2d = [], []
     for obj, src in zip(armatures, sources):
@@ -177,14 +178,35 @@ def _source_of(obj) -> dict:
     return src
 
 
-def _check_same_take(sources) -> None:
-    keys = {(s["size"], s["num_frames"], s["frame_start"]) for s in sources}
-    if len(keys) > 1:
-        raise SequenceError(f"the armatures come from different takes (size, frames, start: "
-                            f"{sorted(keys)}); export one take at a time")
-    ids = [s["track_id"] for s in sources]
-    if len(set(ids)) != len(ids):
-        raise SequenceError(f"two armatures have the same track id ({ids}); export them separately")
+def _check_same_take(armatures, sources) -> None:
+    takes = {}
+    for obj, src in zip(armatures, sources):
+        takes.setdefault((src["size"], src["num_frames"], src["frame_start"]), []).append(obj.name)
+    if len(takes) > 1:
+        listed = "; ".join(", ".join(names) for names in takes.values())
+        raise SequenceError(f"the armatures come from {len(takes)} different takes ({listed}): "
+                            f"select the armatures of one take")
+    by_track = {}
+    for obj, src in zip(armatures, sources):
+        by_track.setdefault(src["track_id"], []).append(obj.name)
+    twice = next((names for names in by_track.values() if len(names) > 1), None)
+    if twice:
+        raise SequenceError(f"{' and '.join(twice)} are the same person (one take imported "
+                            f"{len(twice)} times?): select the armatures of one import")
+
+
+def _report_trimmed(frames, src, scene, report) -> None:
+    """Say so when the scene's frame range leaves out frames of the take."""
+    first, last = src["frame_start"], src["frame_start"] + src["num_frames"] - 1
+    if frames[0] == first and frames[-1] == last:
+        return
+    message = (f"exporting frames {frames[0]}-{frames[-1]} of the take's {first}-{last}: the "
+               f"scene's frame range is {scene.frame_start}-{scene.frame_end}; widen it in the "
+               f"Output properties or the Timeline for the whole take")
+    if report is not None:
+        report({"WARNING"}, message)
+    else:
+        log.warning(message)
 
 
 def _present_frames(obj, src, frames) -> np.ndarray:
@@ -198,7 +220,7 @@ def _present_frames(obj, src, frames) -> np.ndarray:
         action_frames = source.action_frames(frames)
         nearest = np.abs(action_frames[:, None] - keyed[None, :]).min(axis=1) \
             if len(frames) * keyed.size <= 4_000_000 else _nearest_distance(action_frames, keyed)
-        present |= nearest <= _KEY_TOLERANCE
+        present |= (nearest <= _KEY_TOLERANCE) & source.covers(frames)
     return present
 
 

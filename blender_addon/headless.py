@@ -21,10 +21,12 @@ import os
 from pathlib import Path
 
 import bpy
-from scail_protocol.errors import VideoError
+from scail_protocol.contract import POSES_SUFFIX
+from scail_protocol.errors import OutputError, VideoError
+from scail_protocol.outputs import check_output_file
 from scail_protocol.sequence import PoseSequence
 
-from . import armature, client, export, grounding, jobs, prefs, render
+from . import armature, client, export, grounding, jobs, menus, prefs, render
 
 log = logging.getLogger(__name__)
 
@@ -105,26 +107,99 @@ def import_video(video_path, *, reference_path=None, estimator: str = "auto", re
 
 
 def check_inputs(video_path, reference_path=None) -> None:
-    """Raise VideoError naming the path when the video (or reference image) is not a file."""
+    """Check, before anything is uploaded, that the video (and reference image) can be sent.
+
+    Raises:
+        VideoError: no video chosen, the video or reference image is not a file, or either is a
+            poses file (``.npz``: imported with the add-on's own import, not extracted).
+    """
     if not video_path:
         raise VideoError("no video chosen: pick the driving video first")
     if not os.path.isfile(video_path):
         raise VideoError(f"video not found: {video_path}")
+    if Path(video_path).suffix.lower() == POSES_SUFFIX:
+        raise VideoError(f"{video_path} is a poses file, not a video: use {import_motion_menu()} "
+                         f"to import it")
     if reference_path is not None and not os.path.isfile(reference_path):
         raise VideoError(f"reference image not found: {reference_path}")
+    if reference_path is not None and Path(reference_path).suffix.lower() == POSES_SUFFIX:
+        raise VideoError(f"reference image {reference_path} is a poses file, not an image: "
+                         f"choose a picture of the character")
+
+
+def import_motion_menu() -> str:
+    """Where an artist finds the poses-file import: ``File > Import > SCAIL poses (.npz)``."""
+    return "File > Import > " + dict(menus.IMPORT_ENTRIES)["scail.import_motion"]
+
+
+def output_path(path) -> Path:
+    """The absolute path an output goes to.
+
+    ``//`` is relative to the saved .blend file, as everywhere in Blender; any other relative
+    path is relative to the current folder. Reports name the absolute path this returns.
+
+    Raises:
+        OutputError: a ``//`` path while the .blend is not saved (it would land in whatever
+            folder Blender was started from).
+    """
+    text = os.fspath(path)
+    if text.startswith("//"):
+        if not bpy.data.filepath:
+            raise OutputError(f"cannot write {text}: it is relative to the .blend file, which is "
+                              f"not saved; save the .blend first, or choose an absolute output "
+                              f"path")
+        text = bpy.path.abspath(text)
+    return Path(os.path.abspath(text))
+
+
+def take_inputs(armatures) -> list:
+    """The files a take was made from that the add-on knows: the driving videos shown behind
+    its cameras. An output must never be written over one of them."""
+    found = []
+    for obj in armatures:
+        camera = obj.get("scail_camera")
+        data = getattr(camera, "data", None)
+        for background in getattr(data, "background_images", ()):
+            clip = background.clip
+            if clip is not None and clip.filepath:
+                found.append(os.path.abspath(bpy.path.abspath(clip.filepath)))
+    return list(dict.fromkeys(found))
 
 
 def export_motion_file(path, *, context=None, report=None) -> Path:
-    """Write the scene's SCAIL armatures (edited) as a PoseSequence ``.npz``; returns the path."""
+    """Write the scene's SCAIL armatures (edited) as a PoseSequence ``.npz``.
+
+    Args:
+        path: the ``.npz`` to write (``//`` = relative to the saved .blend); replaced
+            atomically, so re-exporting an edited take over its own file is fine.
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        OutputError: checked before any work: ``path`` does not end in ``.npz``, is a driving
+            video of the take, is a folder, its folder is missing or cannot be written, or it is
+            ``//``-relative while the .blend is not saved; or writing failed.
+        SequenceError: no SCAIL armature in the scene, or the take cannot be exported.
+    """
     context = context or bpy.context
-    return export_scene(context, report=report).save(path)
+    targets = take_armatures(context)
+    path = check_output_file(output_path(path), take_inputs(targets), what="output",
+                             suffix=POSES_SUFFIX)
+    return export.export_sequence(targets, scene=context.scene, report=report).save(path)
+
+
+def take_armatures(context=None) -> list:
+    """The take the scene's export and render work on: its selected SCAIL armatures, or all of
+    them if none is selected."""
+    context = context or bpy.context
+    return armature.scail_armatures(context.scene, selected_first=True)
 
 
 def export_scene(context=None, report=None) -> PoseSequence:
     """The edited take of the scene: its selected SCAIL armatures, or all of them if none is."""
     context = context or bpy.context
-    targets = armature.scail_armatures(context.scene, selected_first=True)
-    return export.export_sequence(targets, scene=context.scene, report=report)
+    return export.export_sequence(take_armatures(context), scene=context.scene, report=report)
 
 
 def render_conditioning(path, renderer: str = "BLENDER", *, overlay: bool = True, settings=None,
@@ -132,7 +207,7 @@ def render_conditioning(path, renderer: str = "BLENDER", *, overlay: bool = True
     """Render the scene's SCAIL armatures to the conditioning ``.mp4``.
 
     Args:
-        path: the ``.mp4`` to write (``//`` = relative to the .blend file).
+        path: the ``.mp4`` to write (``//`` = relative to the saved .blend file).
         renderer: 'BLENDER' (Cycles here, frame by frame) or 'BACKEND' (the backend's taichi
             renderer, downloaded).
         overlay: draw the 2D overlay (the backend always draws it).
@@ -141,17 +216,21 @@ def render_conditioning(path, renderer: str = "BLENDER", *, overlay: bool = True
     The take is the scene's selected SCAIL armatures, or all of them when none is selected.
 
     Returns:
-        the written path (blocking), else None.
+        the absolute path written (blocking), else None.
 
     Raises:
+        OutputError: checked before any work: ``path`` does not end in ``.mp4``, is a driving
+            video of the take, is a folder, its folder is missing or cannot be written, or it is
+            ``//``-relative while the .blend is not saved.
         SequenceError: no SCAIL armature in the scene.
         RenderError, ScailError: rendering or the backend failed.
     """
     if renderer not in RENDERERS:
         raise ValueError(f"renderer must be 'BLENDER' or 'BACKEND', got {renderer!r}")
     context = context or bpy.context
-    seq = export_scene(context, report=report)
-    path = render.check_output(bpy.path.abspath(str(path)))
+    targets = take_armatures(context)
+    path = render.check_output(output_path(path), take_inputs(targets))
+    seq = export.export_sequence(targets, scene=context.scene, report=report)
     if renderer == "BLENDER":
         # Blocking: the whole take as one Cycles job; from the timer: runs of ~0.5 s each.
         steps = render.conditioning_steps(seq, path, overlay=overlay,

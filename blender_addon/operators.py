@@ -17,7 +17,7 @@ from scail_protocol.errors import ScailError
 
 from . import armature, client, headless, prefs
 from .reports import fail
-from .props import RENDERERS, RESOLUTIONS, estimator_items
+from .props import BLEND_RELATIVE, RENDERERS, RESOLUTIONS, estimator_items
 
 _EXACT = BoolProperty(name="Exact Bone Lengths", default=True,
                       description="Key each bone's head so every frame's joints are reproduced "
@@ -164,8 +164,8 @@ class SCAIL_OT_export_motion(_NeedsTake, bpy.types.Operator, ExportHelper):
 
     def execute(self, context):
         try:
-            path = headless.export_motion_file(bpy.path.abspath(self.filepath), context=context,
-                                               report=self.report)
+            path = headless.export_motion_file(self.filepath, context=context,
+                                               report=self.report)  # "//" resolved there
         except ScailError as e:
             return fail(self, e)
         self.report({"INFO"}, f"wrote {path}")
@@ -178,14 +178,17 @@ class SCAIL_OT_render_conditioning(_NeedsTake, _NeedsIdleBackend, bpy.types.Oper
     bl_idname = "scail.render_conditioning"
     bl_label = "Render Conditioning Video"
 
-    filepath: StringProperty(name="Output", subtype="FILE_PATH", default="//rendered.mp4")
+    filepath: StringProperty(name="Output", subtype="FILE_PATH", default="//rendered.mp4",
+                             options=BLEND_RELATIVE,
+                             description="Conditioning video to write (.mp4); // is the saved "
+                                         ".blend file's folder")
     renderer: EnumProperty(name="Renderer", items=RENDERERS, default="BLENDER")
     use_overlay: BoolProperty(name="2D Overlay", default=True)
 
     def execute(self, context):
         try:
-            done = headless.render_conditioning(
-                bpy.path.abspath(self.filepath), self.renderer, overlay=self.use_overlay,
+            done = headless.render_conditioning(  # "//" resolved there, with its checks
+                self.filepath, self.renderer, overlay=self.use_overlay,
                 context=context, report=self.report, blocking=bpy.app.background)
         except ScailError as e:
             return fail(self, e)

@@ -9,6 +9,8 @@ from bpy.props import FloatProperty, StringProperty
 from scail_protocol.client import DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S  # loopback; 10 s
 
 DEFAULT_START_COMMAND = "scail-pose serve"
+START_COMMAND_LABEL = "Start Command"  # named in the messages of Start Local Backend
+PREFERENCES_PATH = "Edit > Preferences > Add-ons > SCAIL Pose Studio"
 
 
 class SCAIL_AP_preferences(bpy.types.AddonPreferences):
@@ -24,8 +26,10 @@ class SCAIL_AP_preferences(bpy.types.AddonPreferences):
         description="File holding the shared key (empty: the backend's default, "
                     "~/.config/scail-pose/server.key)")
     start_command: StringProperty(
-        name="Start Command", default=DEFAULT_START_COMMAND,
-        description="Command that starts a local backend (run without a shell; empty: none)")
+        name=START_COMMAND_LABEL, default=DEFAULT_START_COMMAND,
+        description="Command that starts a local backend, run without a shell; give the full "
+                    "path when Blender does not find scail-pose, e.g. "
+                    "/path/to/venv/bin/scail-pose serve. Stopped when the add-on is disabled")
     timeout_s: FloatProperty(
         name="Timeout", default=DEFAULT_TIMEOUT_S, min=0.5, max=600.0, unit="TIME_ABSOLUTE",
         description="Seconds of silence after which the backend counts as unreachable")

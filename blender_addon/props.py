@@ -8,6 +8,10 @@ from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty,
                        PointerProperty, StringProperty)
 from scail_protocol.contract import DEFAULT_RESOLUTION
 
+# Options of a path property whose "//" means the saved .blend's folder: Blender 4.5+ warns when
+# a property that does not say so is given such a path (4.2 has no such option).
+BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
+
 # Offered until a backend has said which estimators it can run (Connect, or an import's hello);
 # from then on the menu offers exactly those (scail_backend.estimators.registry decides).
 ESTIMATORS = (
@@ -86,7 +90,9 @@ class SCAIL_PG_settings(bpy.types.PropertyGroup):
                                          "with the camera moved along (the picture does not "
                                          "change)")
     render_path: StringProperty(name="Output", subtype="FILE_PATH", default="//rendered.mp4",
-                                description="Conditioning video to write (.mp4, 16 fps)")
+                                options=BLEND_RELATIVE,
+                                description="Conditioning video to write (.mp4, 16 fps); // is "
+                                            "the saved .blend file's folder")
     renderer: EnumProperty(name="Renderer", items=RENDERERS, default="BLENDER")
     use_overlay: BoolProperty(name="2D Overlay", default=True,
                               description="Draw the hands, face and head strokes on top")

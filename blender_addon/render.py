@@ -41,9 +41,9 @@ from mathutils import Euler
 from scail_protocol import blender_rig
 from scail_protocol import camera as C
 from scail_protocol import capsules
-from scail_protocol.contract import HIT_ALPHA, OUTPUT_FPS
+from scail_protocol.contract import HIT_ALPHA, OUTPUT_FPS, VIDEO_SUFFIX
 from scail_protocol.errors import RenderError
-from scail_protocol.outputs import atomic_path
+from scail_protocol.outputs import atomic_path, check_output_file
 
 from . import camera as camera_mod
 from . import capsule_mesh, frame_io
@@ -103,7 +103,8 @@ def render_conditioning(seq, out_path, *, overlay: bool = True, progress=None) -
         The output path.
 
     Raises:
-        RenderError: the output folder does not exist, or Blender fails to render or encode.
+        OutputError: ``out_path`` cannot take the video (see :func:`check_output`).
+        RenderError: Blender fails to render or encode.
     """
     steps = conditioning_steps(seq, out_path, overlay=overlay, job_seconds=None)
     while True:
@@ -127,6 +128,10 @@ def conditioning_steps(seq, out_path, *, overlay: bool = True,
     path. Frames are rendered in runs of about ``job_seconds`` (see :func:`render_frames`), so
     no single step blocks for long. Closing it early removes its temporary files and leaves
     ``out_path`` untouched.
+
+    Raises:
+        OutputError: on the first step, before any work: ``out_path`` cannot take the video
+            (see :func:`check_output`).
     """
     out_path = check_output(out_path)
     workdir = Path(tempfile.mkdtemp(prefix="scail_render_"))
@@ -147,12 +152,20 @@ def conditioning_steps(seq, out_path, *, overlay: bool = True,
     return out_path
 
 
-def check_output(out_path) -> Path:
-    """The output path as a Path; RenderError when its folder does not exist."""
-    out_path = Path(out_path)
-    if not out_path.parent.is_dir():
-        raise RenderError(f"cannot write {out_path}: folder {out_path.parent} does not exist")
-    return out_path
+def check_output(out_path, inputs=()) -> Path:
+    """Check, before any work, that ``out_path`` can take the conditioning video.
+
+    The rule of ``scail-pose render -o`` (``scail_protocol.outputs.check_output_file``): the
+    name ends in ``.mp4`` (so a typo cannot put a video over a poses file), it is not one of
+    ``inputs``, and its folder exists and can be written.
+
+    Returns:
+        ``out_path`` as a Path.
+
+    Raises:
+        OutputError: as above, one line saying what to do.
+    """
+    return check_output_file(out_path, inputs, what="output", suffix=VIDEO_SUFFIX)
 
 
 # --- scene ----------------------------------------------------------------------------------------
@@ -169,7 +182,8 @@ class _Take:
 
 @contextlib.contextmanager
 def _render_scene(seq, depth):
-    """A temporary Cycles scene with the take's camera, material and unit meshes; removed on exit."""
+    """A temporary Cycles scene with the take's camera, material and unit meshes; removed on
+    exit."""
     take = _Take(bpy.data.scenes.new(_SCENE_NAME), Path(tempfile.mkdtemp(prefix="scail_frames_")))
     try:
         _configure_cycles(take.scene)

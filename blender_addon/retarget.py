@@ -79,7 +79,8 @@ class RetargetResult:
 
 
 def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, frame_end=None,
-             in_place: bool = False, use_foot_contacts: bool = True, report=None) -> RetargetResult:
+             in_place: bool = False, use_foot_contacts: bool = True, report=None,
+             progress=None) -> RetargetResult:
     """Bake the motion of a SCAIL armature onto another armature.
 
     Args:
@@ -92,13 +93,17 @@ def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, f
         in_place: drop the horizontal root motion (the character stays where it stands).
         use_foot_contacts: keep the feet planted while the source's feet touch the floor.
         report: ``report(type_set, message)`` for warnings.
+        progress: optional ``progress("retarget", done, total)``, called once per evaluated
+            frame and after each step (one overall count that only grows; ``total`` is known
+            from the first call).
 
     Returns:
         A :class:`RetargetResult`.
 
     Raises:
         ScailError (RetargetError, BoneMapError): the source is not a SCAIL armature, the target
-            is not an armature, the map lacks required bones, or the frame range is empty.
+            is not an armature or not in the scene while its constraints need evaluating, the
+            map lacks required bones, or the frame range is empty.
     """
     report = report or _log_report
     scene = scene or bpy.context.scene
@@ -107,8 +112,6 @@ def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, f
     bone_map = resolve_map(bone_map, target)
     bonemaps.check_map(bone_map, names)
     frames = take_frames(source, frame_start, frame_end)
-    src_rot, src_heads = source_pose(source, scene, frames)
-    src_rest = rest_matrices(source)
     skeleton = skeleton_of(target)
     index = {n: i for i, n in enumerate(names)}
     mapping = np.full(len(names), -1)
@@ -116,31 +119,54 @@ def retarget(source, target, bone_map="auto", *, scene=None, frame_start=None, f
         if key in SMPL_INDEX:
             mapping[index[bone]] = SMPL_INDEX[key]
     root, point = (index[bone_map.get(k, bone_map["pelvis"])] for k in bonemaps.EXTRA_KEYS)
+    solve, root_pass = _evaluation_plan(target, skeleton, mapping, root, point)
+    passes = max(int(solve.max(initial=0)), root_pass)
+    if passes and target.name not in scene.objects:
+        raise R.RetargetError(f"{target.name} must be in the scene {scene.name!r}: its "
+                              f"constraints are evaluated there")
+    evaluations = passes + (1 if export.needs_depsgraph(source) else 0)
+    counter = _Counter(progress, len(frames) * evaluations + len(_STEPS))
+    src_rot, src_heads = source_pose(source, scene, frames, tick=counter.step)
+    src_rest = rest_matrices(source)
     solved = _solve(source, skeleton, mapping, bone_map, index, src_rot, src_heads, src_rest,
                     fps=scene.render.fps / scene.render.fps_base, in_place=in_place,
                     use_contacts=use_foot_contacts, root=root, point=point)
     pose, ratio, contacts, unreachable, desired, goal = solved
+    counter.step()  # "solve"
     if unreachable:
         report({"WARNING"}, f"a planted foot was out of reach on {unreachable} frame(s); the leg "
                             f"was straightened toward it")
     bones = _keyed_bones(skeleton, mapping, (root, point))
-    solve, root_pass = _evaluation_plan(target, skeleton, mapping, root, point)
     _warn_own_constraints(target, skeleton, mapping, report)
     switches = use_fk(target, report)
     action, strip, curves = bake(target, pose, bones, root, frames, switches=switches,
                                  name=f"{target.name} from {source.name}")
-    passes = max(int(solve.max(initial=0)), root_pass)
+    counter.step()  # "bake"
     if passes:
-        if target.name not in scene.objects:
-            raise R.RetargetError(f"{target.name} must be in the scene {scene.name!r}: its "
-                                  f"constraints are evaluated there")
         refine(target, scene, frames, curves, desired, solve, root=root, point=point,
-               goal=goal if root_pass else None, root_pass=root_pass)
+               goal=goal if root_pass else None, root_pass=root_pass, tick=counter.step)
         report({"INFO"}, f"{np.count_nonzero(solve)} bone(s) of {target.name} hang under "
                          f"constrained helpers; solved them on {passes} evaluation pass(es)")
     return RetargetResult(action=action, strip=strip, frames=frames, bone_map=dict(bone_map),
                           leg_ratio=ratio, contacts=contacts, unreachable=unreachable,
                           passes=passes, fk_switches=tuple(switches))
+
+
+_STEPS = ("solve", "bake")  # the steps counted once each besides the evaluated frames
+
+
+class _Counter:
+    """One retarget's overall progress: ``progress("retarget", done, total)`` as it grows."""
+
+    def __init__(self, progress, total: int):
+        self.progress, self.done, self.total = progress, 0, max(int(total), 1)
+        if progress is not None:
+            progress("retarget", 0, self.total)
+
+    def step(self) -> None:
+        self.done = min(self.done + 1, self.total)
+        if self.progress is not None:
+            self.progress("retarget", self.done, self.total)
 
 
 def _solve(source, skeleton, mapping, bone_map, index, src_rot, src_heads, src_rest, *, fps,
@@ -300,10 +326,14 @@ def take_frames(source, frame_start=None, frame_end=None) -> np.ndarray:
     return np.arange(lo, hi + 1)
 
 
-def source_pose(source, scene, frames) -> tuple:
-    """Posed world orientations (T, 24, 3, 3) and heads (T, 24, 3) metres of a SCAIL armature."""
+def source_pose(source, scene, frames, tick=None) -> tuple:
+    """Posed world orientations (T, 24, 3, 3) and heads (T, 24, 3) metres of a SCAIL armature.
+
+    ``tick()`` is called after each frame Blender evaluates (only for sources that need the
+    depsgraph: constraints, drivers).
+    """
     if export.needs_depsgraph(source):
-        posed = _posed_by_depsgraph(source, scene, frames)
+        posed = _posed_by_depsgraph(source, scene, frames, tick)
     else:
         basis = export._basis_from_curves(source, frames)
         posed = rigmath.forward_kinematics(rest_matrices(source), basis)
@@ -313,7 +343,7 @@ def source_pose(source, scene, frames) -> tuple:
     return rot, posed[..., :3, 3]
 
 
-def _posed_by_depsgraph(obj, scene, frames) -> np.ndarray:
+def _posed_by_depsgraph(obj, scene, frames, tick=None) -> np.ndarray:
     names = rigmath.bone_names()
     order = [obj.pose.bones.find(n) for n in names]
     n_bones = len(obj.pose.bones)
@@ -325,6 +355,8 @@ def _posed_by_depsgraph(obj, scene, frames) -> np.ndarray:
             scene.frame_set(int(frame))
             obj.pose.bones.foreach_get("matrix", flat)
             out[i] = flat.reshape(n_bones, 4, 4).transpose(0, 2, 1)[order]
+            if tick is not None:
+                tick()
     finally:
         scene.frame_set(current)
     return out
@@ -333,7 +365,8 @@ def _posed_by_depsgraph(obj, scene, frames) -> np.ndarray:
 def _uniform_scale(obj) -> float:
     scale = np.array(obj.matrix_world.to_scale())
     if np.ptp(scale) > 1e-4 * np.abs(scale).max():
-        raise R.RetargetError(f"armature {obj.name!r} has a non-uniform scale {tuple(scale)}; "
+        shown = ", ".join(f"{float(s):g}" for s in scale)  # plain numbers (numpy 2 too)
+        raise R.RetargetError(f"armature {obj.name!r} has a non-uniform scale ({shown}); "
                               f"apply the scale (Ctrl+A) first")
     return float(scale[0])
 
@@ -371,7 +404,7 @@ def bake(target, pose: R.Pose, bones, root: int, frames, *, name: str, switches=
     anim_data = target.animation_data or target.animation_data_create()
     if anim_data.action is not None:  # keep the artist's action: push it down first
         previous = anim.Channels(anim_data.action, getattr(anim_data, "action_slot", None), None)
-        anim.push_to_nla(target, previous, anim_data.action.name, int(anim_data.action.frame_range[0]))
+        anim.push_to_nla(target, previous, anim_data.action.name)
     channels = anim.new_action(name, target)
     curves = {}
     try:
@@ -388,7 +421,7 @@ def bake(target, pose: R.Pose, bones, root: int, frames, *, name: str, switches=
         for bone_name in switches:
             path = f'pose.bones["{bpy.utils.escape_identifier(bone_name)}"]["{FK_SWITCH_PROP}"]'
             anim.key_curves(channels, bone_name, path, ends, np.full((len(ends), 1), FK_VALUE))
-        strip = anim.push_to_nla(target, channels, TRACK_NAME, int(frames[0]))
+        strip = anim.push_to_nla(target, channels, TRACK_NAME)
     except BaseException:
         bpy.data.actions.remove(channels.action)
         raise
@@ -441,7 +474,7 @@ def _evaluation_plan(target, skeleton, mapping, root, point) -> tuple:
 
 
 def refine(target, scene, frames, curves, desired, solve, *, root, point, goal=None,
-           root_pass=0) -> None:
+           root_pass=0, tick=None) -> None:
     """Re-solve bones under constrained helpers against Blender's evaluation of the rig.
 
     Pass ``k`` sets every frame once and rewrites the keys of the bones with ``solve == k``
@@ -454,13 +487,14 @@ def refine(target, scene, frames, curves, desired, solve, *, root, point, goal=N
         desired: (T, N, 3, 3) wanted world orientations of the mapped bones.
         solve: (N,) pass of each bone (0: leave as keyed).
         goal: (T, 3) world position of the pelvis point's head, metres.
+        tick: optional ``tick()`` after each frame Blender evaluates.
     """
     world = np.array(target.matrix_world, dtype=np.float64)
     to_armature = np.linalg.inv(world[:3, :3]) * _uniform_scale(target)  # world -> armature
     for k in range(1, max(int(solve.max(initial=0)), root_pass) + 1):
         bones = np.flatnonzero(solve == k).tolist()
         read = bones + ([root, point] if k == root_pass else [])
-        matrix, basis = _evaluate(target, scene, frames, read)
+        matrix, basis = _evaluate(target, scene, frames, read, tick)
         carried = matrix @ np.linalg.inv(basis)  # what the parent makes of the bone's rest
         if bones:
             parent = _nearest_rotation(carried[:, :len(bones), :3, :3])
@@ -475,7 +509,7 @@ def refine(target, scene, frames, curves, desired, solve, *, root, point, goal=N
             _rewrite(curves[root]["location"], frames, basis[:, -2, :3, 3] + step)
 
 
-def _evaluate(obj, scene, frames, bones) -> tuple:
+def _evaluate(obj, scene, frames, bones, tick=None) -> tuple:
     """(T, n, 4, 4) pose matrices and (T, n, 4, 4) basis matrices of skeleton bones ``bones``
     on every frame, from Blender's evaluation (armature space)."""
     pose_bones = obj.pose.bones
@@ -491,6 +525,8 @@ def _evaluate(obj, scene, frames, bones) -> tuple:
             for out, prop in ((matrix, "matrix"), (basis, "matrix_basis")):
                 pose_bones.foreach_get(prop, flat)
                 out[i] = flat.reshape(n, 4, 4)[order].transpose(0, 2, 1)
+            if tick is not None:
+                tick()
     finally:
         scene.frame_set(current)
     return matrix, basis

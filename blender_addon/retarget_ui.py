@@ -94,9 +94,24 @@ class SCAIL_OT_bonemap_fill(bpy.types.Operator):
         except ScailError as e:
             return fail(self, e)
         set_map(settings, bone_map)
-        mapped = sum(key in bone_map for key in bonemaps.BONE_KEYS)
-        self.report({"INFO"}, f"mapped {mapped} of {len(bonemaps.BONE_KEYS)} SMPL bones")
+        kind, message = fill_report(bone_map, settings.target.name)
+        self.report({kind}, message)
         return {"FINISHED"}
+
+
+def fill_report(bone_map: dict, target: str) -> tuple:
+    """(kind, line) saying how much of the bone map was filled: a warning when the bones
+    retargeting needs (hips, thighs, shins) are not all found."""
+    mapped = sum(bool(bone_map.get(key)) for key in bonemaps.BONE_KEYS)
+    of = f"of {len(bonemaps.BONE_KEYS)} SMPL bones"
+    missing = bonemaps.missing_required(bone_map)
+    if not mapped:
+        return "WARNING", (f"mapped 0 {of}: no preset or bone-name pattern fits {target}; "
+                           f"pick its bones in the bone map or choose another preset")
+    if missing:
+        return "WARNING", (f"mapped {mapped} {of} but not {', '.join(missing)} (retargeting "
+                           f"needs the hips, thighs and shins); pick them in the bone map")
+    return "INFO", f"mapped {mapped} {of}"
 
 
 class SCAIL_OT_bonemap_save(bpy.types.Operator, ExportHelper):
@@ -163,17 +178,50 @@ class SCAIL_OT_retarget(bpy.types.Operator):
     def execute(self, context):
         settings = context.scene.scail_retarget
         bone_map = current_map(settings) or settings.preset
+        cursor = CursorProgress(context.window_manager)
         try:
             result = retarget.retarget(settings.source, settings.target, bone_map,
                                        scene=context.scene, in_place=self.use_in_place,
-                                       use_foot_contacts=self.use_foot_contacts, report=self.report)
+                                       use_foot_contacts=self.use_foot_contacts, report=self.report,
+                                       progress=cursor)
         except ScailError as e:
             return fail(self, e)
+        finally:
+            cursor.end()
         if not settings.bones:
             set_map(settings, result.bone_map)
         self.report({"INFO"}, f"baked {len(result.frames)} frames onto {settings.target.name} "
                               f"(root motion x{result.leg_ratio:.2f})")
         return {"FINISHED"}
+
+
+class CursorProgress:
+    """Blender's own progress habit for a long blocking operator: the number in the mouse
+    cursor (``WindowManager.progress_begin`` / ``progress_update`` / ``progress_end``), fed by a
+    ``progress(stage, done, total)`` callback. Does nothing in background mode (no cursor).
+
+    Retarget runs inside one operator call: Blender cannot redraw or take a Cancel until it
+    returns, so the cursor is all the feedback there is (see the README).
+    """
+
+    def __init__(self, window_manager):
+        self.wm = window_manager if window_manager is not None and not bpy.app.background else None
+        self.total = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.wm is None:
+            return
+        if self.total != total:  # the first report (or a new total): restart the range
+            if self.total is not None:
+                self.wm.progress_end()
+            self.wm.progress_begin(0, max(int(total), 1))
+            self.total = total
+        self.wm.progress_update(int(done))
+
+    def end(self) -> None:
+        if self.wm is not None and self.total is not None:
+            self.wm.progress_end()
+        self.total = None
 
 
 class SCAIL_OT_ground_take(bpy.types.Operator):
@@ -243,7 +291,7 @@ class _ExportMotion(ExportHelper):
             armatures = armatures[:1]
         start, end = (None, None) if self.use_scene_range else (self.frame_start, self.frame_end)
         try:
-            path = export_formats.export_armatures(bpy.path.abspath(self.filepath), armatures,
+            path = export_formats.export_armatures(self.filepath, armatures,
                                                    scene=context.scene, frame_start=start,
                                                    frame_end=end)
         except ScailError as e:

@@ -112,11 +112,13 @@ def assign_action(obj, channels: Channels) -> None:
         anim.action_slot = channels.slot
 
 
-def push_to_nla(obj, channels: Channels, track_name: str, start_frame: int):
-    """Put the action on a new NLA track of ``obj`` as one strip starting at ``start_frame``.
+def push_to_nla(obj, channels: Channels, track_name: str):
+    """Put the action on a new NLA track of ``obj`` as one strip over the action's own frames.
 
-    The object keeps no active action (as after Blender's own "Push Down"); enter the strip's
-    tweak mode to edit the keys.
+    The strip starts on the action's first key, so every key plays on the scene frame it was
+    set on (an action whose first keys come late, e.g. a person who walks in, is not shifted to
+    the start). The object keeps no active action (as after Blender's own "Push Down"); enter
+    the strip's tweak mode to edit the keys.
 
     Returns:
         The NLA strip.
@@ -124,7 +126,8 @@ def push_to_nla(obj, channels: Channels, track_name: str, start_frame: int):
     anim = obj.animation_data or obj.animation_data_create()
     track = anim.nla_tracks.new()
     track.name = track_name
-    strip = track.strips.new(channels.action.name, int(start_frame), channels.action)
+    first_key = int(round(channels.action.frame_range[0]))
+    strip = track.strips.new(channels.action.name, first_key, channels.action)
     if channels.slot is not None and strip.action_slot != channels.slot:
         strip.action_slot = channels.slot
     anim.action = None

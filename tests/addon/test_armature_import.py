@@ -187,3 +187,78 @@ def test_unreadable_background_video_rolls_the_import_back(addon, scene, tmp_pat
     with pytest.raises(RuntimeError, match="driving video not found"):
         bpy.ops.scail.import_motion(filepath=str(path), video_path=str(tmp_path / "gone.mp4"))
     assert_nothing_imported()
+
+
+def _artists_scene(scene):
+    """The artist's own settings before an import: a camera, resolution, fps and range."""
+    camera = bpy.data.objects.new("Artist Camera", bpy.data.cameras.new("Artist Camera"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = 1920, 1080, 50
+    render.pixel_aspect_x, render.pixel_aspect_y = 2.0, 1.0
+    render.fps, render.fps_base = 24, 1.001
+    scene.frame_start, scene.frame_end = 10, 300
+    scene.frame_set(42)
+    return camera
+
+
+def _settings(scene):
+    render = scene.render
+    return (scene.camera, render.resolution_x, render.resolution_y,
+            render.resolution_percentage, render.pixel_aspect_x, render.pixel_aspect_y,
+            render.fps, render.fps_base, scene.frame_start, scene.frame_end, scene.frame_current)
+
+
+def test_a_failed_import_leaves_the_scene_camera_and_settings_as_they_were(addon, scene,
+                                                                          tmp_path):
+    camera = _artists_scene(scene)
+    before = _settings(scene)
+    seq = make_sequence(6)
+    empty = seq.replace(joints3d=np.full_like(seq.joints3d, np.nan))
+    path = tmp_path / "nobody.npz"
+    empty.save(path)
+    with pytest.raises(RuntimeError, match=r"\(1 person, 6 frames\)"):
+        bpy.ops.scail.import_motion(filepath=str(path))
+    assert _settings(scene) == before and scene.camera == camera
+    make_sequence(5).save(path)
+    with pytest.raises(RuntimeError, match="driving video not found"):
+        bpy.ops.scail.import_motion(filepath=str(path), video_path=str(tmp_path / "gone.mp4"))
+    assert _settings(scene) == before
+    assert armature_objects() == [] and len(bpy.data.cameras) == 1  # the artist's only
+
+
+def test_a_failed_grounding_rolls_back_the_scene_timing_too(addon, scene):
+    _artists_scene(scene)
+    before = _settings(scene)
+    seq = make_sequence(8)
+    result = addon.armature.import_sequence(seq, scene.collection, scene=scene)
+    assert scene.frame_end == 8 and scene.camera == result.camera  # a success changes them
+    addon.armature.remove_imported(result)  # what ground_or_remove does when grounding fails
+    assert _settings(scene) == before
+
+
+def test_frames_with_some_joints_missing_are_left_unkeyed_with_one_warning(addon, scene):
+    seq = make_sequence(12, num_people=2)
+    joints = seq.joints3d.copy()
+    joints[1, 2:7, 22] = np.nan  # person 1 loses one hand joint on 5 frames
+    joints[1, 9, :] = np.nan  # and is absent on one frame (a gap, not a missing joint)
+    reports = []
+    result = addon.armature.import_sequence(seq.replace(joints3d=joints), scene.collection,
+                                            scene=scene,
+                                            report=lambda kind, msg: reports.append((kind, msg)))
+    assert len(result.armatures) == 2
+    assert reports == [({"WARNING"}, "5 frames of person 1 (track 2) had missing joints and "
+                                     "were left unkeyed")]
+    source = addon.anim.curve_source(result.armatures[1])
+    fcurve = next(iter(source.fcurves.values()))
+    assert len(fcurve.keyframe_points) == 12 - 5 - 1
+
+
+def test_import_warnings_without_an_operator_still_reach_the_artist(addon, scene, capfd):
+    """The timer's imports pass no ``report``: warnings are reported by the add-on's
+    ``scail.report`` operator (Blender prints operator reports in background mode)."""
+    seq = make_sequence(6, num_people=2, gaps=[(1, 0, 6)])
+    addon.armature.import_sequence(seq, scene.collection, scene=scene)
+    out, err = capfd.readouterr()
+    assert "Warning: person 1 (track 2) has no complete frame and was skipped" in out + err

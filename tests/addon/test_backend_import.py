@@ -119,6 +119,12 @@ def test_import_video_job_runs_from_the_timer_and_uploads(addon, scene, prefs, c
     stages = {stage for stage, _ in seen}
     assert "upload" in stages and "estimate" in stages
     assert any(0.0 < fraction < 1.0 for _, fraction in seen)
+    order = list(dict.fromkeys(stage for stage, _ in seen))  # stages in the order shown
+    shown = [order.index(stage) for stage, _ in seen]
+    assert shown == sorted(shown)  # once the bar leaves a stage it never shows it again
+    for stage in order:  # and within a stage it never moves back
+        fractions = [fraction for s, fraction in seen if s == stage]
+        assert fractions == sorted(fractions), stage
     assert slowest < 1.0  # no tick waits on the backend (the backend works in its own process)
     assert len(armature_objects()) == 1
 
@@ -248,3 +254,20 @@ def test_backend_renderer_writes_the_conditioning_video(addon, scene, prefs, tmp
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         assert len(frames) == 4 and frames[0].shape == (224, 128, 3)
         assert np.mean(frames[0]) > 0.5  # something was drawn
+
+
+def test_starting_a_backend_on_a_taken_port_reports_its_error(addon, scene, server, tmp_path):
+    """A second `scail-pose serve` on the same address exits at once: no "started" for it."""
+    import shlex
+
+    from addon_helpers import require_backend_python
+
+    command = [require_backend_python(), "-m", "scail_backend.cli", "serve", "--bind",
+               server.address, "--key-file", str(server.key_file), "--work-dir",
+               str(tmp_path / "second")]
+    settings = addon.prefs.BackendSettings(start_command=shlex.join(command))
+    with pytest.raises(Exception, match=r"exited \(code 2\): .*cannot bind .*Address already in "
+                                        r"use"):
+        addon.client.start_local_backend(settings, check_s=60.0)
+    assert addon.client._STATE.local_process.poll() == 2
+    addon.client._STATE.local_log.unlink()  # kept for the artist, named in the message

@@ -10,6 +10,7 @@ from addon_helpers import armature_objects
 from motion import make_sequence
 from scail_protocol import camera as C
 from scail_protocol import joints as J
+from scail_protocol.errors import SequenceError
 from scail_protocol.sequence import PoseSequence
 
 bpy = pytest.importorskip("bpy")
@@ -56,6 +57,26 @@ def test_round_trip_without_edits_reproduces_the_take(addon, scene, num_people):
     np.testing.assert_array_equal(out.track_id, seq.track_id)
     assert out.fps == seq.fps and out.size == seq.size
     assert out.meta["estimator"] == "synthetic-test" and out.meta["edited_in"] == "blender"
+
+
+@pytest.mark.parametrize("num_people, gaps", [
+    (1, [(0, 0, 6)]),                    # walks in late
+    (1, [(0, 31, 40)]),                  # walks out early
+    (1, [(0, 0, 3), (0, 15, 18), (0, 36, 40)]),
+    (2, [(1, 0, 25), (0, 33, 40)]),      # the second person enters late, the first leaves
+])
+def test_empty_frames_at_the_ends_stay_empty_and_nothing_is_shifted(addon, scene, num_people,
+                                                                     gaps):
+    seq = make_sequence(40, num_people=num_people, gaps=gaps)
+    result = _import(addon, scene, seq, start_frame=5)
+    out = addon.export.export_sequence(result.armatures, scene=scene)
+    assert np.array_equal(np.isnan(out.joints3d), np.isnan(seq.joints3d))
+    np.testing.assert_allclose(out.joints3d, seq.joints3d, atol=ROUND_TRIP_MM)
+    for person, obj in enumerate(result.armatures):  # Blender's own playback, frame for frame
+        first = int(np.flatnonzero(np.isfinite(seq.joints3d[person]).all(axis=(1, 2)))[0])
+        for t in (first, first + 4):
+            np.testing.assert_allclose(_blender_heads_mm(addon, obj, 5 + t),
+                                       seq.joints3d[person, t], atol=ROUND_TRIP_MM)
 
 
 def test_rigid_mode_round_trip_keeps_root_and_bone_directions(addon, scene):
@@ -207,3 +228,26 @@ def test_selected_armatures_pick_one_take_when_the_scene_holds_two(addon, scene,
     assert bpy.ops.scail.export_motion(filepath=str(tmp_path / "one.npz")) == {"FINISHED"}
     out = PoseSequence.load(tmp_path / "one.npz")
     np.testing.assert_allclose(out.joints3d, first.joints3d, atol=ROUND_TRIP_MM)
+
+
+def test_one_take_imported_twice_asks_to_select_one_import(addon, scene):
+    seq = make_sequence(6)
+    (a,) = _import(addon, scene, seq).armatures
+    (b,) = _import(addon, scene, seq).armatures
+    with pytest.raises(SequenceError, match=f"{a.name} and {b.name} are the same person.*"
+                                            f"select the armatures of one import"):
+        addon.export.export_sequence([a, b], scene=scene)
+
+
+def test_a_scene_range_that_cuts_the_take_is_reported(addon, scene):
+    seq = make_sequence(12)
+    (obj,) = _import(addon, scene, seq).armatures
+    reports = []
+    addon.export.export_sequence([obj], scene=scene, report=lambda *r: reports.append(r))
+    assert reports == []
+    scene.frame_end = 8  # e.g. set by a shorter take imported after this one
+    out = addon.export.export_sequence([obj], scene=scene, report=lambda *r: reports.append(r))
+    assert out.num_frames == 8
+    assert reports == [({"WARNING"}, "exporting frames 1-8 of the take's 1-12: the scene's frame "
+                                     "range is 1-8; widen it in the Output properties or the "
+                                     "Timeline for the whole take")]

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from addon_helpers import armature_objects, drive_timer
 from motion import make_sequence
+from scail_protocol.errors import OutputError, VideoError
 from scail_protocol.sequence import PoseSequence
 
 bpy = pytest.importorskip("bpy")
@@ -68,3 +71,55 @@ def test_cancelling_a_blender_render_leaves_no_output(addon, scene, tmp_path):
     assert not out.exists()
     assert bpy.context.window_manager.scail_status.message == "render cancelled"
     assert [s.name for s in bpy.data.scenes] == [scene.name]  # temporary scenes removed
+
+
+def test_motion_export_refuses_a_wrong_suffix_before_any_work(addon, scene, tmp_path):
+    """A script (or ExportHelper bypassed) naming a video must not turn it into an .npz."""
+    poses = make_sequence(4).save(tmp_path / "poses.npz")
+    addon.headless.import_motion_file(poses)
+    victim = tmp_path / "victim.mp4"
+    victim.write_bytes(b"\x00\x00\x00 ftypisom an artist's video")
+    with pytest.raises(OutputError, match=r"this writes a \.npz file; name it victim\.npz"):
+        addon.headless.export_motion_file(victim)
+    with pytest.raises(RuntimeError, match=r"this writes a \.npz file; name it victim\.npz"):
+        bpy.ops.scail.export_motion(filepath=str(victim))
+    with pytest.raises(RuntimeError, match="folder .*missing does not exist; create it first"):
+        bpy.ops.scail.export_motion(filepath=str(tmp_path / "missing" / "x.npz"))
+    assert victim.read_bytes() == b"\x00\x00\x00 ftypisom an artist's video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.npz", "victim.mp4"]
+    # re-exporting an edited take over the file it came from is ordinary (the file browser
+    # asks before overwriting); the file is replaced whole
+    assert addon.headless.export_motion_file(poses) == poses
+    assert PoseSequence.load(poses).num_frames == 4
+
+
+def test_blend_relative_outputs_need_a_saved_blend_and_reports_name_absolute_paths(
+        addon, scene, tmp_path, monkeypatch):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    addon.headless.import_motion_file(make_sequence(3).save(tmp_path / "poses.npz"))
+    with pytest.raises(OutputError, match=r"^cannot write //edited\.npz: it is relative to the "
+                                          r"\.blend file, which is not saved; save the \.blend "
+                                          r"first, or choose an absolute output path$"):
+        addon.headless.export_motion_file("//edited.npz")
+    assert not list(work.iterdir())
+    assert addon.headless.export_motion_file("rel.npz") == work / "rel.npz"  # absolute
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "take.blend"))
+    assert addon.headless.export_motion_file("//edited.npz") == tmp_path / "edited.npz"
+
+
+def test_a_poses_file_chosen_as_the_video_is_refused_before_uploading(addon, scene, tmp_path):
+    poses = make_sequence(2).save(tmp_path / "dance.npz")
+    menu = "File > Import > " + dict(addon.menus.IMPORT_ENTRIES)["scail.import_motion"]
+    expected = f"{poses} is a poses file, not a video: use {menu} to import it"
+    with pytest.raises(VideoError, match=f"^{re.escape(expected)}$"):
+        addon.headless.check_inputs(str(poses))
+    with pytest.raises(RuntimeError, match=r"is a poses file, not a video: use File > Import > "
+                                           r"SCAIL poses \(\.npz\)"):
+        bpy.ops.scail.import_video(filepath=str(poses))
+    image = tmp_path / "still.png"
+    image.write_bytes(b"a single image is a valid input for the backend")
+    addon.headless.check_inputs(str(image))
+    with pytest.raises(VideoError, match="reference image .*dance.npz is a poses file"):
+        addon.headless.check_inputs(str(image), str(poses))

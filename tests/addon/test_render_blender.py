@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from addon_helpers import run_backend
+from addon_helpers import run_backend, write_test_video
 from motion import make_sequence
 from scail_protocol import camera as C
 from scail_protocol import capsules, palette
+from scail_protocol.errors import OutputError
 from scail_protocol.sequence import PoseSequence
 
 bpy = pytest.importorskip("bpy")
@@ -156,3 +157,47 @@ def test_render_border_holds_every_capsule_and_falls_back_near_the_camera(addon)
     near[0, 0, 1, 2] = 30.0  # a joint 3 cm from the camera: its capsule may fill the frame
     assert addon.render.render_border(near, seq.K, SIZE) is None
     assert addon.render.render_border(np.full_like(joints, np.nan), seq.K, SIZE) == (0, 1, 0, 1)
+
+
+def test_render_refuses_an_output_that_is_not_an_mp4_before_any_work(addon, scene, tmp_path):
+    """A typo in the panel's Output field (poses.npz) must not turn the poses into a video."""
+    seq = make_sequence(2, size=SIZE)
+    victim = seq.save(tmp_path / "poses.npz")
+    before = victim.read_bytes()
+    addon.armature.import_sequence(seq, scene.collection, scene=scene)
+    with pytest.raises(RuntimeError, match=r"this writes a \.mp4 file; name it poses\.mp4"):
+        bpy.ops.scail.render_conditioning(filepath=str(victim))
+    for name in ("r.mov", "rnoext"):
+        with pytest.raises(RuntimeError, match=r"writes a \.mp4 file"):
+            bpy.ops.scail.render_conditioning(filepath=str(tmp_path / name))
+    assert victim.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["poses.npz"]
+    assert addon.render.check_output(tmp_path / "UPPER.MP4") == tmp_path / "UPPER.MP4"
+    assert [s.name for s in bpy.data.scenes] == [scene.name]  # refused before any work
+
+
+def test_render_refuses_to_write_over_the_takes_driving_video(addon, scene, tmp_path):
+    pytest.importorskip("av")
+    video = write_test_video(tmp_path / "driving.mp4")
+    before = video.read_bytes()
+    addon.armature.import_sequence(make_sequence(2, size=SIZE), scene.collection, scene=scene,
+                                   video_path=str(video))
+    with pytest.raises(RuntimeError, match="is the input .*driving.mp4; writing it would destroy"):
+        bpy.ops.scail.render_conditioning(filepath=str(video))
+    assert video.read_bytes() == before
+
+
+def test_render_with_an_unsaved_blend_refuses_the_blend_relative_default(
+        addon, scene, tmp_path, monkeypatch):
+    """``//rendered.mp4`` with no saved .blend would land in whatever folder Blender started in."""
+    monkeypatch.chdir(tmp_path)
+    addon.armature.import_sequence(make_sequence(2, size=SIZE), scene.collection, scene=scene)
+    assert bpy.data.filepath == ""
+    with pytest.raises(RuntimeError, match=r"save the \.blend first, or choose an absolute "
+                                           r"output path"):
+        bpy.ops.scail.render_conditioning()  # the default Output, //rendered.mp4
+    scene.scail.render_path = "//from_panel.mp4"
+    with pytest.raises(OutputError, match=r"save the \.blend first"):
+        addon.operators.start_render_job(bpy.context, scene.scail.render_path, "BLENDER",
+                                         overlay=True)
+    assert not addon.client.busy() and not list(tmp_path.iterdir())

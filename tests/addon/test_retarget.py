@@ -339,3 +339,65 @@ def test_retarget_refuses_a_map_without_legs(addon, scene, take):
         addon.retarget.retarget(source, target, {"pelvis": "mixamorig:Hips"}, scene=scene)
     with pytest.raises(addon.retarget.R.RetargetError, match="made by SCAIL import"):
         addon.retarget.retarget(target, source, "auto", scene=scene)
+
+
+def test_retarget_reports_one_growing_progress_count(addon, scene, take):
+    """A rig with constrained helpers: frames evaluated per pass plus the solve and bake steps."""
+    source, *_ = take
+    target = rigs.build_rig("c", scene.collection, style="mixamo")
+    rigs.add_constrained_helpers(target)
+    seen = []
+    result = addon.retarget.retarget(source, target, "mixamo", scene=scene,
+                                     use_foot_contacts=False,
+                                     progress=lambda *args: seen.append(args))
+    assert result.passes >= 1
+    assert {stage for stage, _, _ in seen} == {"retarget"}
+    (total,) = {total for _, _, total in seen}
+    done = [d for _, d, _ in seen]
+    assert done[0] == 0 and done[-1] == total == len(result.frames) * result.passes + 2
+    assert done == sorted(done)
+
+
+def test_retarget_operator_with_progress_runs_headless(addon, scene, take):
+    source, *_ = take
+    target = rigs.build_rig("m", scene.collection, style="mixamo")
+    settings = scene.scail_retarget
+    settings.source, settings.target = source, target
+    assert bpy.ops.scail.retarget() == {"FINISHED"}  # background: no cursor to update
+    cursor = addon.retarget_ui.CursorProgress(bpy.context.window_manager)
+    cursor("retarget", 1, 2)  # a no-op in background mode
+    cursor.end()
+
+
+def test_non_uniform_scale_is_said_in_plain_numbers(addon, scene, take):
+    source, *_ = take
+    target = rigs.build_rig("m", scene.collection, style="mixamo")
+    target.scale = (1.0, 1.0, 1.2)
+    bpy.context.view_layer.update()
+    with pytest.raises(addon.retarget.R.RetargetError) as caught:
+        addon.retarget.retarget(source, target, "auto", scene=scene)
+    assert "non-uniform scale (1, 1, 1.2); apply the scale" in str(caught.value)
+    assert "np." not in str(caught.value)
+
+
+def test_fill_bone_map_warns_when_the_rig_is_not_recognised(addon, scene):
+    fill = addon.retarget_ui.fill_report
+    kind, line = fill({}, "Blob")
+    assert kind == "WARNING" and line.startswith("mapped 0 of 24 SMPL bones") and "Blob" in line
+    kind, line = fill({"pelvis": "hips", "spine1": "chest"}, "Blob")
+    assert kind == "WARNING" and "left_hip" in line
+    mixamo = addon.bonemaps.load_preset("mixamo")["bones"]
+    rig = rigs.build_rig("m", scene.collection, style="mixamo")
+    resolved = addon.bonemaps.resolve(mixamo, [b.name for b in rig.data.bones])
+    assert fill(resolved, "m")[0] == "INFO"
+    blob = bpy.data.objects.new("Blob", bpy.data.armatures.new("Blob"))
+    scene.collection.objects.link(blob)
+    bpy.context.view_layer.objects.active = blob
+    bpy.ops.object.mode_set(mode="EDIT")
+    for i, name in enumerate(("a", "b", "c")):
+        bone = blob.data.edit_bones.new(name)
+        bone.head, bone.tail = (0, 0, i), (0, 0, i + 1)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    scene.scail_retarget.target = blob
+    assert bpy.ops.scail.bonemap_fill() == {"FINISHED"}  # the map is filled (empty) and shown
+    assert not addon.retarget_ui.current_map(scene.scail_retarget)

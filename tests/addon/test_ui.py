@@ -67,3 +67,61 @@ def test_a_second_job_is_refused_while_one_runs(addon, scene, tmp_path):
         addon.client._tick()
     assert not addon.client.busy()
     assert bpy.context.window_manager.scail_status.message == "connect cancelled"
+
+
+def test_the_progress_bar_follows_the_latest_stage_and_never_moves_back(addon):
+    bar = addon.client.StageBar()
+    reports = [("start", 0, 0), ("upload", 5, 10), ("upload", 10, 10), ("decode", 5, 10),
+               ("estimate", 3, 10), ("decode", 6, 10), ("estimate", 4, 10), ("decode", 10, 10),
+               ("estimate", 0, 0), ("estimate", 10, 10)]
+    shown = [bar.update(*report) for report in reports]
+    assert shown == [("start", 0.0), ("upload", 0.5), ("upload", 1.0), ("decode", 0.5),
+                     ("estimate", 0.3), ("estimate", 0.3), ("estimate", 0.4), ("estimate", 0.4),
+                     ("estimate", 0.4), ("estimate", 1.0)]
+
+
+def _settings(addon, *command):
+    import shlex
+
+    return addon.prefs.BackendSettings(start_command=shlex.join(command))
+
+
+def test_start_backend_that_is_not_found_names_the_preference(addon):
+    with pytest.raises(Exception) as caught:
+        addon.client.start_local_backend(_settings(addon, "no-such-scail-pose", "serve"))
+    message = str(caught.value)
+    assert "'no-such-scail-pose' was not found" in message
+    assert "full path of scail-pose in Start Command (Edit > Preferences > Add-ons" in message
+
+
+def test_start_backend_that_exits_at_once_is_reported_with_its_last_line(addon):
+    import sys
+
+    code = "import sys; print('starting'); sys.exit('cannot bind tcp://x: Address already in use')"
+    with pytest.raises(Exception, match=r"exited \(code 1\): cannot bind tcp://x: Address "
+                                        r"already in use \(log: "):
+        addon.client.start_local_backend(_settings(addon, sys.executable, "-c", code),
+                                         check_s=30.0)
+    addon.client._STATE.local_log.unlink()  # kept for the artist, named in the message
+
+
+def test_a_started_backend_is_told_apart_and_stopped_on_unregister(addon, scene, tmp_path):
+    import sys
+
+    code = "import time; print('x: listening on tcp://y', flush=True); time.sleep(120)"
+    settings = _settings(addon, sys.executable, "-c", code)
+    pid = addon.client.start_local_backend(settings, check_s=30.0)
+    process = addon.client._STATE.local_process
+    assert process.pid == pid and process.poll() is None
+    with pytest.raises(Exception, match=f"pid {pid}\\) is still running; press Connect"):
+        addon.client.start_local_backend(settings)
+    set_backend_prefs(f"tcp://127.0.0.1:{free_port()}", tmp_path / "not-yet.key")
+    with pytest.raises(Exception, match="not-yet.key not found yet: the backend started from "
+                                        "Blender .* may still be starting; try Connect again"):
+        addon.client.connect(addon.prefs.backend_settings())
+    addon.unregister()
+    try:
+        assert process.poll() is not None  # terminated with the add-on
+        assert addon.client._STATE.local_process is None
+    finally:
+        addon.register()
