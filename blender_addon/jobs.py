@@ -1,4 +1,5 @@
-"""The add-on's units of work, as :class:`scail_protocol.exchange.Exchange` objects. No bpy here.
+"""The add-on's units of work, as :class:`scail_protocol.exchange.Exchange` objects. No bpy here
+(a job's warnings reach the user through ``reports``, imported only when one arrives).
 
 Each exchange runs one conversation of :mod:`scail_protocol.conversation` (written once there
 for the command line and Blender alike), or a local generator such as Blender's frame-by-frame
@@ -8,12 +9,16 @@ mode; the exchange is the same either way.
 
 from __future__ import annotations
 
+import logging
+
 from scail_protocol import conversation as conv
 from scail_protocol.conversation import check_capabilities, extract_options, resolution_hw
 from scail_protocol.exchange import Exchange
 
 __all__ = ["Exchange", "check_capabilities", "extract_options", "resolution_hw", "hello",
            "import_video", "render_on_backend", "local"]
+
+log = logging.getLogger(__name__)
 
 
 def hello(client) -> Exchange:
@@ -23,16 +28,19 @@ def hello(client) -> Exchange:
 
 def import_video(client, video, *, reference_path=None, estimator: str = "auto",
                  resolution="DEFAULT", smoothing: float = 0.0, use_align: bool = False,
-                 cleanup=None, progress=None, on_hello=None) -> Exchange:
+                 cleanup=None, progress=None, on_hello=None, on_warning=None) -> Exchange:
     """Video -> PoseSequence on the backend (uploaded when the backend cannot read the path);
     the result is the PoseSequence. Options as :func:`~scail_protocol.conversation.extract_options`;
-    ``on_hello(body)`` sees the backend's hello first.
+    ``on_hello(body)`` sees the backend's hello first; ``on_warning(line)`` gets each line the
+    job warned about (a clip not at 16 fps, a damaged or truncated video), by default shown
+    to the user as a warning (status bar and Info log).
     """
     options = extract_options(estimator=estimator, resolution=resolution, smoothing=smoothing,
                               use_align=use_align, cleanup=cleanup)
     talk = conv.extract(video, options, reference=reference_path, address=client.address,
                         on_hello=on_hello)
-    return Exchange(client, _field(talk, "poses"), label="import", progress=progress)
+    return Exchange(client, _warned(talk, "poses", on_warning or _warn_user), label="import",
+                    progress=progress)
 
 
 def render_on_backend(client, seq, path, progress=None) -> Exchange:
@@ -48,8 +56,19 @@ def local(label: str, steps, progress=None) -> Exchange:
     return Exchange(None, steps, label=label, progress=progress)
 
 
-def _field(talk, name: str):
-    return getattr((yield from talk), name)
+def _warned(talk, name: str, on_warning):
+    """The result's field ``name``, once each of the job's warnings went to ``on_warning``."""
+    result = yield from talk
+    for line in result.warnings:
+        on_warning(line)
+    return getattr(result, name)
+
+
+def _warn_user(line: str) -> None:
+    from . import reports  # bpy: only once a job has ended in Blender
+
+    log.warning("%s", line)
+    reports.to_user("WARNING", line)
 
 
 def _downloaded(talk, what: str):

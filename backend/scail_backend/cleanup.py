@@ -217,15 +217,21 @@ def contacts(foot_mm: np.ndarray, coef: np.ndarray, fps: float,
 
 
 def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average over time of (T, C), ignoring NaN; NaN stays NaN."""
-    if window <= 1:
+    """Centred moving average over time of (T, C), ignoring NaN; NaN stays NaN.
+
+    Any T works, 0 included, and windows longer than the clip (the average is then over the
+    frames there are).
+    """
+    if window <= 1 or len(x) == 0:
         return x.copy()
     ok = np.isfinite(x).all(-1)
     values = np.where(ok[:, None], x, 0.0)
     kernel = np.ones(window)
-    total = np.stack([np.convolve(values[:, c], kernel, mode="same")
+    # numpy's mode="same" is centred this way too, but returns max(T, window) values
+    centre = slice((window - 1) // 2, (window - 1) // 2 + len(x))
+    total = np.stack([np.convolve(values[:, c], kernel, mode="full")[centre]
                       for c in range(x.shape[1])], -1)
-    count = np.convolve(ok.astype(np.float64), kernel, mode="same")
+    count = np.convolve(ok.astype(np.float64), kernel, mode="full")[centre]
     out = total / np.maximum(count, 1.0)[:, None]
     return np.where(ok[:, None], out, np.nan)
 

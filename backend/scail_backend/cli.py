@@ -700,9 +700,9 @@ def _add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .blender_export import export_file
+    from .blender_export import SUFFIXES, export_file
 
-    check_output_file(args.output, [args.poses], what="-o")
+    check_output_file(args.output, [args.poses], what="-o", suffix=SUFFIXES)
     person = args.person if args.person is not None or args.output.suffix.lower() != ".bvh" else 0
     print(export_file(args.poses, args.output, person=person, first=args.first, last=args.last,
                       ground=args.ground))

@@ -96,7 +96,8 @@ class RunResult:
 def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolution=None,
                   progress: Optional[ProgressFn] = None, weights_dir=None,
                   smoothing=None, fps: Optional[float] = None,
-                  cleanup=None, device: Optional[str] = None) -> PoseSequence:
+                  cleanup=None, device: Optional[str] = None,
+                  warnings: Optional[list] = None) -> PoseSequence:
     """Estimate the poses of every frame of a video (or image folder, or image).
 
     Args:
@@ -118,6 +119,10 @@ def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolu
             People are always linked into identities (``tracking.track_people``).
         device: where the estimator's models run: None or "auto" (CUDA when present), "cuda"
             (an error up front without CUDA) or "cpu"; the mediapipe estimator is CPU only.
+        warnings: a list that gets the lines warned about (logged all the same): the clip's
+            rate against 16 fps (:func:`speed_notice`, :func:`repeat_notice`) and a damaged or
+            truncated input (:func:`damage_warning`), for a caller that passes them on (the
+            server's job report); None = only logged.
 
     Returns:
         PoseSequence at the working size, one entry per source frame (per resampled frame with
@@ -131,8 +136,12 @@ def extract_video(video_path, *, estimator: Union[str, Estimator] = AUTO, resolu
         WeightsMissing, EstimatorError: the estimator cannot be created.
         Cancelled: the progress callback cancelled the job.
     """
-    sequence, _, _ = _extract(Path(video_path), estimator, resolution, progress, weights_dir,
-                              smoothing=smoothing, fps=fps, cleanup=cleanup, device=device)
+    sequence, source, notices = _extract(Path(video_path), estimator, resolution, progress,
+                                         weights_dir, smoothing=smoothing, fps=fps,
+                                         cleanup=cleanup, device=device)
+    if warnings is not None:
+        damage = damage_warning(video_path, source)
+        warnings.extend(notices + ([damage] if damage else []))
     return sequence
 
 
@@ -222,6 +231,15 @@ def speed_notice(fps: float, path, source_fps: Optional[float] = None) -> Option
             f"filmed speed)")
 
 
+def damage_warning(path, source) -> Optional[str]:
+    """One line naming what was wrong with a damaged or truncated input once it was read
+    (``source.problems``: undecodable packets, a stream that ends early, ...); None when
+    nothing was."""
+    if not source.problems:
+        return None
+    return f"{Path(path).name}: {'; '.join(source.problems)}"
+
+
 def repeat_notice(fps: float, source_fps: float, path) -> Optional[str]:
     """One line when resampling to ``fps`` repeats frames (``fps`` above the source's own
     ``source_fps``, frames per second); None otherwise."""
@@ -247,7 +265,9 @@ def run_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resolution=No
     The reference image (``ref_image.jpg``, ``ref_image.png``, ``ref.jpg`` or ``ref.png``) is
     looked for but not required: it only matters for alignment, so its absence is a warning
     (the reference requires it even without alignment). A clip where nobody is found still
-    gives a valid all-black video of the right length, with a warning. Both outputs appear
+    gives a valid all-black video of the right length, with a warning (with ``use_align`` too:
+    there is nothing to align, and the aligned outputs are the unaligned poses with the
+    default camera, as an alignment that fell back). All outputs appear
     together at the end; a failure leaves the folder as it was (no partial files).
 
     The two halves, :func:`estimate_folder` and :func:`write_folder`, may also run apart (the
@@ -349,18 +369,25 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
             warmup.join()
     extracted = time.perf_counter()
     if source.problems:
-        warnings.append(f"{driving.name}: {'; '.join(source.problems)}")
+        warnings.append(damage_warning(driving, source))
     found = int(sequence.present().any(0).sum()) if sequence.num_people else 0
     if found == 0:
+        video = ALIGNED_RENDERED_FILE if use_align else RENDERED_FILE
         warnings.append(f"no person found in any of the {sequence.num_frames} frames; "
-                        f"{RENDERED_FILE} will be all black")
+                        f"{video} will be all black" + ("" if not use_align else
+                                                        " (there is nothing to align)"))
     sequence = sequence.replace(meta=dict(sequence.meta, reference_image=(
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
     warnings[:0] = notices   # logged by _extract already; kept for the caller (batch reports)
     aligned = None
-    if use_align:
+    if use_align and found == 0:   # the outputs of an alignment that fell back, all black
+        from .align import CLAMPED, nothing_to_align
+
+        aligned = nothing_to_align(sequence, reference, "nobody in the driving poses",
+                                   fallback=(align_options or {}).get("fallback") or CLAMPED)
+    elif use_align:
         from .align import align_to_reference
 
         aligned = align_to_reference(sequence, reference, weights_dir=weights_dir,
@@ -415,6 +442,9 @@ def _driving_video(folder: Path) -> Path:
     except OSError as e:
         raise VideoError(f"cannot read folder {folder}: {e.strerror}") from None
     driving = folder / DRIVING_VIDEO
+    if driving.is_dir():
+        raise VideoError(f"{driving} is a folder, not a video; `run DIR` reads the video file "
+                         f"DIR/{DRIVING_VIDEO}")
     if not driving.is_file():
         raise VideoError(f"no {DRIVING_VIDEO} in {folder}; `run DIR` reads DIR/{DRIVING_VIDEO} "
                          f"(plus a reference image such as ref.jpg)")

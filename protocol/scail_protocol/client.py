@@ -16,6 +16,7 @@ the server and :meth:`BackendClient.attach` picks one up again by id.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 DEFAULT_TIMEOUT_S = 10.0  # silence after which a blocking call gives up
 HEARTBEAT_S = 2.0  # how often a client with active jobs says it is alive
+MAX_POLL_S = 86400.0  # longest single socket wait (zmq_poll takes a C int of milliseconds);
+# a longer wait is made of several
 KEY_FILE_NAME = "server.key"
 
 __all__ = ["BackendClient", "JobResult", "ServerTimeout", "DEFAULT_ADDRESS", "DEFAULT_TIMEOUT_S",
@@ -67,6 +70,28 @@ def read_key_file(path) -> bytes:
     return key
 
 
+def _seconds(value, name: str) -> float:
+    """A positive number of seconds (infinity allowed: wait on), as a float.
+
+    Raises:
+        ScailError: anything else, one line naming ``name``.
+    """
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if isinstance(value, bool) or not seconds > 0:
+        raise ScailError(f"{name} must be a positive number of seconds, got {value!r:.40}")
+    return seconds
+
+
+def _poll_ms(wait_s: float) -> int:
+    """``wait_s`` as the milliseconds of one socket poll: 0 or more, at most
+    :data:`MAX_POLL_S` (a longer or infinite wait would overflow zmq_poll's C int)."""
+    wait_s = min(float(wait_s), MAX_POLL_S)
+    return max(0, int(wait_s * 1000)) if wait_s == wait_s else 0
+
+
 class BackendClient:
     """A connection to one backend; owns one DEALER socket. Not thread-safe: one thread uses it.
 
@@ -74,18 +99,22 @@ class BackendClient:
         address: the server's ZeroMQ endpoint, e.g. ``"tcp://127.0.0.1:5555"``.
         key: the shared key (bytes), as in the server's key file.
         timeout_s: how long a blocking call waits for the server before raising
-            :class:`ServerTimeout`.
+            :class:`ServerTimeout` (any positive number; a huge one means "wait on").
         heartbeat_s: interval of heartbeats while this client has active jobs.
         max_message_bytes: largest message accepted from the server.
         context: a ``zmq.Context`` (default: the process-wide instance).
+
+    Raises:
+        ScailError: ``timeout_s`` or ``heartbeat_s`` is not a positive number, or ``address``
+            is not a ZeroMQ endpoint.
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, key: bytes = b"", *,
                  timeout_s: float = DEFAULT_TIMEOUT_S, heartbeat_s: float = HEARTBEAT_S,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, context=None):
         self.address = address
-        self.timeout_s = float(timeout_s)
-        self.heartbeat_s = float(heartbeat_s)
+        self.timeout_s = _seconds(timeout_s, "timeout_s")
+        self.heartbeat_s = _seconds(heartbeat_s, "heartbeat_s")
         self.session = Session(key, max_message_bytes=max_message_bytes)
         self._max_message_bytes = max_message_bytes
         self._context = context
@@ -206,7 +235,7 @@ class BackendClient:
 
         self._heartbeat_if_due()
         wait_s = min(wait_s, self.heartbeat_s) if self.watching else wait_s
-        while self._socket.poll(max(0, int(wait_s * 1000))):
+        while self._socket.poll(_poll_ms(wait_s)):
             frames = self._socket.recv_multipart(zmq.NOBLOCK)
             self._last_heard = time.monotonic()
             try:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -77,6 +78,9 @@ class JobResult:
         video: the rendered video on the server, ``{"bytes", "sha256", "path"}`` (``path`` only
             when it was written under one of the server's roots), else None.
         downloads: local paths this conversation saved, by what they hold ("poses", "video").
+        warnings: what the job warned about, one line each (the job report's ``warnings``: a
+            clip not at 16 fps, a damaged or truncated video, an alignment fallback), for the
+            user to see as the local command line shows them; () when none.
     """
 
     job_id: str
@@ -84,6 +88,7 @@ class JobResult:
     poses: Optional[PoseSequence] = None
     video: Optional[dict] = None
     downloads: dict = field(default_factory=dict)
+    warnings: tuple = ()
 
 
 # --- conversations ---------------------------------------------------------------------------------
@@ -118,10 +123,13 @@ def upload(path):
     Reports ``("upload", bytes, size)`` while hashing and sending. Returns the sha256 (hex).
 
     Raises:
-        ScailError: the file cannot be read.
+        ScailError: the file cannot be read, or is empty (nothing is sent).
     """
     path = Path(path)
     digest, size, hashed = hashlib.sha256(), _size(path), 0
+    if size == 0:
+        raise ScailError(f"{path} is empty (0 bytes): there is nothing to upload; "
+                         f"choose the full file")
     with _open(path) as f:
         for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
             digest.update(block)
@@ -159,7 +167,13 @@ def wait_for(job_id: str):
 
 
 def outcome(event):
-    """A job's final event as a :class:`JobResult` (poses fetched when not inline), or raised."""
+    """A job's final event as a :class:`JobResult` (poses fetched when not inline), or raised.
+
+    Raises:
+        Cancelled: the event says the job was cancelled.
+        ScailError: the job failed (class chosen by the server's error code).
+        ProtocolError: the event is not a job's final event.
+    """
     if event.type == M.CANCELLED:
         raise Cancelled(f"job {event.job_id} was cancelled")
     if event.type == M.ERROR:
@@ -171,8 +185,18 @@ def outcome(event):
         poses = sequence_from_message(event)
     elif event.body.get("has_poses"):
         poses = yield from fetch_poses(event.job_id)
-    return JobResult(job_id=event.job_id, job=event.body["job"], poses=poses,
-                     video=event.body.get("video"))
+    job = event.body["job"]
+    return JobResult(job_id=event.job_id, job=job, poses=poses, video=event.body.get("video"),
+                     warnings=job_warnings(job))
+
+
+def job_warnings(job: dict) -> tuple:
+    """The lines a job summary's report warns about (``report.warnings``); () when none, or
+    from a backend too old to send them."""
+    warnings = (job.get("report") or {}).get("warnings") or ()
+    if not isinstance(warnings, (list, tuple)):
+        return ()
+    return tuple(str(line) for line in warnings)
 
 
 def fetch_poses(job_id: str):
@@ -294,7 +318,7 @@ def save(result: JobResult, poses_path=None, video_path=None):
         downloads["poses"] = result.poses.save(poses_path)
     if video_path is not None and result.video is not None:
         downloads["video"] = yield from download_video(result.job_id, video_path)
-    return JobResult(result.job_id, result.job, result.poses, result.video, downloads)
+    return replace(result, downloads=downloads)
 
 
 def _hello_shown(on_hello):
@@ -307,7 +331,8 @@ def _hello_shown(on_hello):
 def _submit_with_files(kind: str, options: dict, files: dict, upload_files, follow: bool):
     """Submit ``kind`` naming ``files`` by path (or by upload, see :func:`extract`); then follow
     the job to its end (its JobResult) or not (its id)."""
-    files = {name: Path(path).resolve() for name, path in files.items() if path is not None}
+    named = {name: Path(path) for name, path in files.items() if path is not None}
+    files = {name: path.resolve() for name, path in named.items()}
     specs = {name: {"path": str(path)} for name, path in files.items()}
     if upload_files is True:
         specs = yield from _upload_all(files)
@@ -324,7 +349,11 @@ def _submit_with_files(kind: str, options: dict, files: dict, upload_files, foll
     if not follow:
         return job_id
     yield Progress("queued")
-    return (yield from wait_for(job_id))
+    uploads = {spec["upload"]: named[name] for name, spec in specs.items() if "upload" in spec}
+    try:
+        return (yield from wait_for(job_id))
+    except ScailError as e:
+        raise _naming_local_files(e, uploads)
 
 
 def _upload_all(files: dict):
@@ -332,6 +361,19 @@ def _upload_all(files: dict):
     for name, path in files.items():
         specs[name] = {"upload": (yield from upload(path)), "name": path.name}
     return specs
+
+
+def _naming_local_files(error: ScailError, uploads: dict) -> ScailError:
+    """``error`` with each server path of an uploaded file (``.../<sha256><suffix>`` in the
+    server's upload cache, which the user never saw) replaced by the local file it came from;
+    ``uploads`` maps sha256 -> local path."""
+    text = str(error)
+    for sha256, path in uploads.items():
+        text = re.sub(rf"[^\s'\"(]*{sha256}(?:\.[A-Za-z0-9]{{1,10}})?",
+                      lambda _: str(path), text)
+    if text != str(error):
+        error.args = (text,)
+    return error
 
 
 def _make_folder(folder: Path) -> None:

@@ -34,6 +34,8 @@ makes extract/run align their poses to it (run then writes ``poses_aligned.npz``
 ``rendered_aligned.mp4`` into ``out_dir``); ``fallback`` is "clamped" (default) or "default",
 ``adapt_bones`` a bool, align's ``estimator`` defaults to "same" (the one that made the poses);
 the result's ``report.alignment`` is the record stored in the poses' ``meta["alignment"]``.
+The report of extract and run holds ``warnings``: lines for the user (a clip not at 16 fps, a
+damaged or truncated video, an alignment fallback; absent from older backends).
 ``resolution`` is ``[H, W]`` or null; ``smoothing`` is null (off), a strength name ("light",
 "medium", "strong", "default", "off") or a number in [0, 1] (0 = off); ``cleanup`` (extract and
 run) is null or ``{max_people: int | null, order: "size" | "left_to_right", fill_gaps: frames,

@@ -9,7 +9,8 @@ checked and written through this module, so the two rules live in one place:
   both exist; normalised real paths otherwise), or, for a folder that is replaced as a whole,
   a folder holding an input.
 * **Never half-written.** :func:`atomic_path`, :func:`atomic_file`, :func:`write_atomically`
-  and :func:`atomic_folder` write into a temporary sibling (``.NAME.XXXXXXXX.part``), fsync it,
+  and :func:`atomic_folder` write into a temporary sibling (``.NAME.XXXXXXXX.part``, NAME cut
+  short where the whole would pass the file system's 255-byte limit on names), fsync it,
   give it the permissions a new file gets under the process umask (0644 / 0755 under umask
   022; temporary files start private) and rename it over the target only when the work
   succeeded. On any exception, Ctrl-C and SIGTERM included, the temporary is removed and the
@@ -37,6 +38,7 @@ from typing import Callable, Iterable, Iterator, Optional
 from .errors import OutputError
 
 PART_SUFFIX = ".part"  # temporary outputs: ".NAME.<random>.part" beside the target
+NAME_MAX = 255  # bytes in one file name: the limit of common file systems, where none is told
 # errors only writing causes: errno -> (reason, what to do)
 _FREE_SPACE = "free some space or write elsewhere"
 _WRITE_ERRNOS = {errno.ENOSPC: ("no space left on the device", _FREE_SPACE),
@@ -88,31 +90,43 @@ def same_file(a, b) -> bool:
 
 
 def check_output_file(path, inputs: Iterable = (), *, what: str = "output",
-                      suffix: Optional[str] = None) -> Path:
+                      suffix=None) -> Path:
     """Check, before any work, that ``path`` can take a new file.
 
     Args:
         path: the file to be written (it may exist: it is then replaced).
         inputs: the paths the command reads (files or folders); None entries are skipped.
         what: how the message names the output, e.g. ``"-o"``.
-        suffix: the one file type written there (e.g. ``contract.POSES_SUFFIX``), so that a
-            name promising another type (``out.avi`` for an MP4) is refused; None = any.
+        suffix: the file type written there (e.g. ``contract.POSES_SUFFIX``), or a tuple of
+            the types the command can write (``(".bvh", ".fbx")``), so that a name promising
+            another type (``out.avi`` for an MP4) is refused, and a folder given instead of a
+            file gets a suggestion the command accepts; None = any.
 
     Returns:
         ``path`` as a Path.
 
     Raises:
         OutputError: ``path`` resolves to an input, is a folder, has another suffix than
-            ``suffix``, or its folder is missing or not a folder.
+            ``suffix``, its name is too long for its file system, or its folder is missing,
+            not a folder or cannot be written in.
     """
     path = Path(path)
+    suffixes = (suffix,) if isinstance(suffix, str) else tuple(suffix or ())
+    _check_name(path)
     _refuse_inputs(path, inputs, what, replaced_folder=False)
     if path.is_dir():
+        if not suffixes:
+            raise OutputError(f"{what} {path} is a folder; give the path of a file in it")
+        example = path.suffix if path.suffix.lower() in suffixes else suffixes[0]
         raise OutputError(f"{what} {path} is a folder; give a file name such as "
-                          f"{path / 'output'}{suffix or path.suffix}")
-    if suffix is not None and path.suffix.lower() != suffix:
-        raise OutputError(f"{what} {path}: this writes a {suffix} file; name it "
-                          f"{path.with_suffix(suffix).name}")
+                          f"{path / 'output'}{example}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        if len(suffixes) == 1:
+            raise OutputError(f"{what} {path}: this writes a {suffixes[0]} file; name it "
+                              f"{path.with_suffix(suffixes[0]).name}")
+        names = " or ".join(path.with_suffix(s).name for s in suffixes)
+        raise OutputError(f"{what} {path}: this writes {' or '.join(suffixes)} files; name it "
+                          f"{names}")
     _check_parent(path, what)
     return path
 
@@ -127,20 +141,31 @@ def check_output_folder(path, inputs: Iterable = (), *, what: str = "output fold
     it holds nothing else, so a folder of the user's own files is never swept away; nor is the
     current folder or one that holds it (it cannot be renamed away).
 
+    A symbolic link to a folder (a frames folder on a bigger disk, say) is followed: the
+    folder it leads to is checked here, and is what :func:`atomic_folder` replaces, beside
+    itself; the link stays.
+
     Returns:
-        ``path`` as a Path.
+        ``path`` as a Path (the link's own path for a link).
 
     Raises:
         OutputError: as above, one line.
     """
     path = Path(path)
+    _check_name(path)
     _refuse_inputs(path, inputs, what, replaced_folder=True)
-    if path.exists() and not path.is_dir():
+    real = _followed(path)
+    if real.exists() and not real.is_dir():
         raise OutputError(f"{what} {path} is a file, not a folder")
-    if only is not None and path.is_dir():
-        _refuse_foreign_contents(path, what, only)
-    _check_parent(path, what)
+    if only is not None and real.is_dir():
+        _refuse_foreign_contents(real, what, only)
+    _check_parent(real, what)
     return path
+
+
+def _followed(path: Path) -> Path:
+    """Where ``path`` leads when it is a symbolic link (links resolved), else ``path``."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
 def _refuse_foreign_contents(path: Path, what: str, only: str) -> None:
@@ -185,12 +210,36 @@ def _probe_writable(path: Path, parent: Path) -> None:
     """Create and remove a file in ``parent``, so that a folder this process cannot write in
     (permissions, a read-only or virtual file system) is refused before the work, not after."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=_temporary_name(path.name, 8 + len(".probe")),
+                                     suffix=".probe", dir=parent)
     except OSError as e:
         raise OutputError(f"cannot write {path}: no file can be created in {parent} "
                           f"({describe_os_error(e)})") from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _check_name(path: Path) -> None:
+    """Refuse a name longer than the file system of its folder takes (before any other check:
+    the OS answers "File name too long" to every question about such a path)."""
+    try:
+        limit = int(os.pathconf(_parent(path), "PC_NAME_MAX")) or NAME_MAX
+    except (AttributeError, OSError, ValueError):  # no pathconf here, or no such folder
+        limit = NAME_MAX
+    length = len(os.fsencode(path.name))
+    if length > limit:
+        raise OutputError(f"cannot write {path}: its name is {length} bytes long, and file "
+                          f"names here take at most {limit}; choose a shorter name")
+
+
+def _temporary_name(name: str, rest: int) -> str:
+    """``"." + name + "."``, the start of a temporary name beside ``name``, with ``name`` cut
+    short (characters off its end) so that ``rest`` more bytes still fit in NAME_MAX: the
+    temporary of a valid 250-byte name is a valid name too."""
+    room = NAME_MAX - rest - 2
+    while len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}."
 
 
 def is_inside(source, folder) -> bool:
@@ -252,7 +301,9 @@ class _Pinned:
     def create(self, directory: bool) -> Path:
         """A new private temporary file or folder in the pinned folder."""
         for _ in range(100):
-            name = f".{self.target.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+            token = secrets.token_hex(4)
+            name = (_temporary_name(self.target.name, len(token) + len(PART_SUFFIX))
+                    + token + PART_SUFFIX)
             try:
                 if directory:
                     os.mkdir(name if self.fd is not None else self.parent / name, 0o700,
@@ -478,13 +529,15 @@ def atomic_folder(target, *, before_rename: Optional[Callable[[Path], None]] = N
     Files written into it are fsynced at the end; the folder gets :func:`folder_mode` and its
     files keep theirs. An existing folder ``target`` is replaced only when the block succeeds
     (moved aside, the new one renamed in, the old one deleted; put back if the rename fails);
-    on any exception the temporary folder is deleted and ``target`` is untouched.
+    on any exception the temporary folder is deleted and ``target`` is untouched. A symbolic
+    link ``target`` is followed: the folder it leads to is replaced (its temporary made beside
+    it, on its disk) and the link is kept.
 
     Raises:
         OutputError: ``target`` is an existing file, its parent is missing or was replaced
             meanwhile, or the OS refused, one line.
     """
-    target = Path(target)
+    target = _followed(Path(target))
     if target.exists() and not target.is_dir():
         raise OutputError(f"cannot write the folder {target}: a file of that name exists")
     pinned = _Pinned(target)

@@ -176,8 +176,11 @@ class _Canvas:
 
 
 def _ints(points: np.ndarray) -> np.ndarray:
-    """(N, 2) int64 pixel of each point: int(x), int(y) (truncation toward zero)."""
-    return np.trunc(np.nan_to_num(points)).astype(np.int64)
+    """(N, 2) int64 pixel of each point: int(x), int(y) (truncation toward zero). Points that
+    are not :func:`_usable` (NaN, huge) give some in-range integer, never a cast warning; the
+    callers mask them out."""
+    bound = float(MAX_ABS_COORD_PX)
+    return np.trunc(np.clip(np.nan_to_num(points), -bound, bound)).astype(np.int64)
 
 
 def _usable(points: np.ndarray) -> np.ndarray:

@@ -6,6 +6,8 @@ decimals of metres and degrees; FBX doubles).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import rigs
@@ -135,3 +137,111 @@ def test_cli_export_as_a_user_runs_it_exits_and_prints_only_the_path(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(out)
     assert "Frames: 12" in out.read_text()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a folder no file can be made in")
+def test_an_unwritable_folder_is_one_clean_line_naming_the_file(addon, scene, tmp_path):
+    """/proc stands in for a read-only folder (the tests may run as root, which chmod does not
+    stop). The message names the file, as npz export and `scail-pose export` do, not a
+    temporary folder, and carries no traceback."""
+    take = _grounded_take(addon, scene, frames=10)
+    for name in ("e.bvh", "e.fbx"):
+        with pytest.raises(addon.export_formats.ExportError,
+                           match=f"^cannot write /proc/{name}: no file can be created in /proc "):
+            addon.export_formats.export_armatures(f"/proc/{name}", [take], scene=scene)
+    take.select_set(True)
+    bpy.context.view_layer.objects.active = take
+    with pytest.raises(RuntimeError) as refused:
+        bpy.ops.scail.export_bvh(filepath="/proc/e.bvh")
+    message = str(refused.value).strip()
+    assert "cannot write /proc/e.bvh: no file can be created in /proc" in message
+    assert len(message.splitlines()) == 1 and "/proc/.e" not in message
+    assert "failed" not in message  # a ScailError, not a bug report
+
+
+def test_a_missing_folder_is_refused_not_created(addon, scene, tmp_path):
+    take = _grounded_take(addon, scene, frames=10)
+    target = tmp_path / "no" / "such" / "e.bvh"
+    with pytest.raises(addon.export_formats.ExportError,
+                       match=r"folder .*no/such does not exist; create it first"):
+        addon.export_formats.export_armatures(target, [take], scene=scene)
+    (tmp_path / "folder.fbx").mkdir()
+    with pytest.raises(addon.export_formats.ExportError, match="folder.fbx is a folder"):
+        addon.export_formats.export_armatures(tmp_path / "folder.fbx", [take], scene=scene)
+    assert [p.name for p in tmp_path.iterdir()] == ["folder.fbx"]
+
+
+def test_export_paths_are_absolute_and_blend_relative_needs_a_saved_blend(
+        addon, scene, tmp_path, monkeypatch):
+    take = _grounded_take(addon, scene, frames=10)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(addon.export_formats.ExportError, match=r"save the \.blend first"):
+        addon.export_formats.export_armatures("//e.bvh", [take], scene=scene)
+    assert not list(tmp_path.iterdir())
+    path = addon.export_formats.export_armatures("rel.bvh", [take], scene=scene)
+    assert path == tmp_path / "rel.bvh" and path.is_absolute()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rel.bvh"]  # no temporary left
+
+
+def test_a_folder_given_for_the_file_gets_a_name_export_accepts(addon, scene, tmp_path):
+    take = _grounded_take(addon, scene, frames=10)
+    (tmp_path / "e").mkdir()
+    with pytest.raises(addon.export_formats.ExportError) as refused:
+        addon.export_formats.export_armatures(tmp_path / "e", [take], scene=scene)
+    suggested = str(refused.value).rsplit(" such as ", 1)[1]
+    assert suggested == str(tmp_path / "e" / "output.bvh")
+    assert addon.export_formats.export_armatures(suggested, [take], scene=scene).is_file()
+
+
+class _FailingExporter:
+    """A real operator that fails as an exporter can: it raises ``self.failure()``."""
+
+    failure = None
+
+    def execute(self, context):
+        raise type(self).failure()
+
+
+def _failing_exporter(failure):
+    cls = type("SCAIL_OT_test_failing_exporter", (_FailingExporter, bpy.types.Operator),
+               {"bl_idname": "scail.test_failing_exporter", "bl_label": "failing exporter",
+                "failure": staticmethod(failure),
+                "__annotations__": {"filepath": bpy.props.StringProperty()}})
+    bpy.utils.register_class(cls)
+    return cls
+
+
+@pytest.mark.parametrize("failure, message", [
+    (lambda: OSError(28, "No space left on device", "/tmp/x/c.fbx"),
+     "cannot write {out}: no space left on the device in the temporary folder {temp} "
+     "(Blender's exporter writes there first); free some space there or set TMPDIR to a "
+     "folder with room"),
+    (lambda: ValueError("bad bone\nname"),
+     "Blender's exporter failed for c.fbx: ValueError: bad bone name"),
+], ids=["full-disk", "other"])
+def test_a_failing_exporter_is_one_line_and_its_traceback_is_not_printed(
+        addon, tmp_path, capfd, failure, message):
+    import tempfile
+
+    cls = _failing_exporter(failure)
+    out = tmp_path / "c.fbx"
+    try:
+        with pytest.raises(addon.export_formats.ExportError) as failed:
+            addon.export_formats._run(bpy.ops.scail.test_failing_exporter, out,
+                                      filepath=str(tmp_path / "temp" / "c.fbx"))
+    finally:
+        bpy.utils.unregister_class(cls)
+    assert str(failed.value) == message.format(out=out, temp=tempfile.gettempdir())
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_an_interrupt_inside_the_exporter_is_raised_again_not_reported_as_a_failure(
+        addon, tmp_path, capfd):
+    cls = _failing_exporter(KeyboardInterrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            addon.export_formats._run(bpy.ops.scail.test_failing_exporter, tmp_path / "c.fbx",
+                                      filepath=str(tmp_path / "c.fbx"))
+    finally:
+        bpy.utils.unregister_class(cls)
+    assert "Traceback" not in capfd.readouterr().err

@@ -339,3 +339,41 @@ def test_bones_hidden_in_the_reference_image_keep_their_length():
     ref[J.SMPL24["left_ankle"]] += (0, 400, 0)  # a wild guess of a hidden leg
     ratios = bones.proportion_ratios(SKELETON[None], ref, seen)
     assert ratios[J.SMPL24["left_ankle"]] == 1.0
+
+
+# --- joints at or behind the camera, 2D-only poses ------------------------------------------------
+
+def behind_camera(seq, frames):
+    """``seq`` with the z of every joint negated in ``frames`` (an estimator glitch)."""
+    joints = np.array(seq.joints3d)
+    joints[:, frames, :, 2] *= -1
+    return seq.replace(joints3d=joints)
+
+
+def test_frames_with_joints_behind_the_camera_are_passed_over(caplog):
+    seq = driving_sequence(frames=5)
+    ref = reference_for(seq.frames(2, 5))  # the skeleton of frame 2
+    glitched = behind_camera(seq, [0, 1])
+    assert driving_frame(glitched) == (0, 2)
+    with caplog.at_level(logging.WARNING, logger="scail_backend.align"):
+        result = align_sequence(glitched, ref)
+    assert result.record["driving_frame"] == 2 and result.fallback is None
+    np.testing.assert_allclose((result.record["m"], result.record["s"]), PARAMS[:2], atol=1e-6)
+    assert "2 of 5 driving frame(s) have a body joint at or behind the camera" in caplog.text
+
+
+def test_every_frame_behind_the_camera_falls_back_to_the_default_camera():
+    seq = driving_sequence()
+    ref = reference_for(seq)
+    result = align_sequence(behind_camera(seq, slice(None)), ref)
+    assert "at or behind the camera, as in every frame with a person" in result.fallback
+    assert result.fallback.endswith("using the default camera")
+    assert result.record["solved"] is None
+    np.testing.assert_array_equal(result.sequence.K, seq.K)
+
+
+def test_two_d_only_poses_say_the_3d_joints_are_missing():
+    seq = driving_sequence()
+    only2d = seq.replace(joints3d=np.full_like(seq.joints3d, np.nan))
+    with pytest.raises(AlignError, match="2D points but no 3D joints"):
+        driving_frame(only2d)

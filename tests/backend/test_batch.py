@@ -704,3 +704,38 @@ def test_ray_client_that_never_starts_or_refuses_is_one_error(monkeypatch):
     with pytest.raises(ScailError):
         raysession.start_ray(refused, "ray://127.0.0.1:1", workers=1)
     assert refused.calls == 1  # not a start-up failure: not tried again
+
+
+def test_an_earlier_batch_output_inside_the_inputs_is_not_searched_again(tmp_path, caplog):
+    _scail_folder(tmp_path / "in" / "a", frames=1)
+    old = tmp_path / "in" / "out"   # `batch in -o in/out` once; now `batch in -o elsewhere`
+    _scail_folder(old / "a", frames=1)
+    (old / "batch_report.jsonl").write_text('{"clip": "a", "status": "done"}\n')
+    with caplog.at_level("INFO", logger="scail_backend.batch.inputs"):
+        assert [c.name for c in discover(tmp_path / "in")] == ["a"]
+        assert [c.name for c in discover(f"{tmp_path}/in/**/driving.mp4")] == ["a"]
+    said = [r.getMessage() for r in caplog.records if "earlier batch output" in r.getMessage()]
+    assert len(said) == 2 and all(str(old) in s and "batch_report.jsonl" in s for s in said)
+    # named outright, it is searched: the user asked for it
+    assert [c.name for c in discover(old)] == ["a"]
+
+
+def test_an_empty_manifest_says_it_is_the_manifest_that_is_empty(tmp_path):
+    for name, text in (("e.csv", ""), ("h.csv", "video\n"), ("e.jsonl", "\n# nothing\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(BatchInputError, match=f"the manifest .*{name} names no clip; give "):
+            discover(tmp_path / name)
+
+
+def test_a_csv_value_without_a_column_name_is_refused_with_its_line(tmp_path):
+    write_clip(tmp_path / "b.mp4", frames=1)
+    (tmp_path / "m.csv").write_text("video,name\n# x\nb.mp4,x,extra\n")
+    with pytest.raises(BatchInputError, match=r"m.csv line 3: 1 value\(s\) with no column name "
+                                              r"in the header \('extra'\)"):
+        discover(tmp_path / "m.csv")
+    (tmp_path / "blank.csv").write_text("video,,name\nb.mp4,oops,x\n")
+    with pytest.raises(BatchInputError, match="blank.csv line 2: .*'oops'"):
+        discover(tmp_path / "blank.csv")
+    # empty trailing cells (a spreadsheet's export) are no value
+    (tmp_path / "ok.csv").write_text("video,name,\nb.mp4,x,,,\n")
+    assert [c.name for c in discover(tmp_path / "ok.csv")] == ["x"]

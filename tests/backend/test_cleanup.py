@@ -182,3 +182,20 @@ def test_cleanup_options_refuse_bad_values(fields, message):
     with pytest.raises(ValueError, match=message):
         CleanupOptions.from_value(fields)
     assert CleanupOptions.from_value(None).is_default()
+
+
+@pytest.mark.parametrize("frames", [0, 1, 2, 4])
+def test_every_step_copes_with_clips_shorter_than_its_windows(frames):
+    fps = 30.0
+    truth, _ = S.walk(fps)
+    seq = S.walk_sequence(truth, fps).frames(0, frames)
+    assert seq.num_frames == frames
+    out = clean_sequence(seq, fill_gaps=4, take_fit=True, smoothing="strong", foot_lock=True)
+    assert out.joints3d.shape == seq.joints3d.shape and out.kp2d.shape == seq.kp2d.shape
+    for step in ("fill_gaps", "take_fit", "smoothing", "foot_lock"):
+        one = clean_sequence(seq, **{step: {"fill_gaps": 4, "smoothing": "strong"}.get(step, True)})
+        assert one.joints3d.shape == seq.joints3d.shape
+    # a foot standing still for the whole (short) clip: the window is longer than the clip
+    foot = np.tile([[0.0, 900.0, 3000.0]], (frames, 1))
+    planted = contacts(foot, np.array([0.0, 0.0, 900.0]), fps, FootLockParams(min_contact_frames=1))
+    assert planted.shape == (frames,)

@@ -146,6 +146,22 @@ def test_extract_smooth_refuses_unknown_strengths(tmp_path, capsys, empty_clip, 
     assert not (tmp_path / "p.npz").exists()
 
 
+@pytest.mark.parametrize("command", ["extract", "run", "batch"])
+@pytest.mark.parametrize("value", ["1e-7", "1e-9", "0"])
+def test_a_tiny_fps_is_one_line_before_any_work(tmp_path, capsys, empty_clip, command, value):
+    """Rates too small for the resampler's fractions once crashed with ZeroDivisionError."""
+    argv = {"extract": ["extract", str(empty_clip), "-o", str(tmp_path / "p.npz")],
+            "run": ["run", str(tmp_path)],
+            "batch": ["batch", str(empty_clip), "-o", str(tmp_path / "out")]}[command]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-q", *argv, "--fps", value])
+    assert exit_info.value.code == EXIT_ERROR
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"fps must be a number in [0.01, 1000] frames per second, got '{value}'" in err
+    assert _listing(tmp_path) == ["nobody.mp4"]
+
+
 # --- run ------------------------------------------------------------------------------------------
 
 
@@ -282,3 +298,38 @@ def test_a_decoder_warning_during_mediapipe_start_up_still_shows(tmp_path):
                              "mediapipe"], capture_output=True, text=True, timeout=300)
     assert result.returncode in (0, 3), result.stderr
     assert "f3.png is not a readable image" in result.stderr
+
+
+def test_run_use_align_without_anybody_writes_the_aligned_outputs_and_exits_3(job, capsys):
+    """Nobody to align: the outputs of an alignment that fell back (all black), as `run`
+    without alignment writes its black video, and no warning about a file never written."""
+    import av
+
+    from video_helpers import write_image
+
+    write_image(job / "ref.png", noise_frame(0, (96, 160)))
+    assert main(["-q", "run", str(job), "--use-align", "--estimator", "mediapipe", "--arch",
+                 "cpu"]) == EXIT_NOBODY
+    captured = capsys.readouterr()
+    assert captured.out.split() == [str(job / "poses_aligned.npz"),
+                                    str(job / "rendered_aligned.mp4")]
+    assert "rendered_aligned.mp4 will be all black (there is nothing to align)" in captured.err
+    assert "rendered.mp4" not in captured.err.replace("rendered_aligned.mp4", "")
+    assert "rendered_aligned.mp4 is all black" in captured.err
+    assert _listing(job) == ["driving.mp4", "poses.npz", "poses_aligned.npz", "ref.png",
+                             "rendered_aligned.mp4"]
+    aligned = PoseSequence.load(job / "poses_aligned.npz")
+    record = aligned.meta["alignment"]
+    assert record["fallback"] == "nobody in the driving poses; using the default camera"
+    assert record["reference"] == "ref.png" and record["solved"] is None
+    np.testing.assert_array_equal(aligned.K, PoseSequence.load(job / "poses.npz").K)
+    with av.open(str(job / "rendered_aligned.mp4")) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 6 and max(int(f.max()) for f in frames) <= 8
+
+
+def test_run_where_driving_mp4_is_a_folder_says_so(tmp_path, capsys):
+    (tmp_path / "job" / "driving.mp4").mkdir(parents=True)
+    assert main(["-q", "run", str(tmp_path / "job")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "driving.mp4 is a folder, not a video" in err and len(err.splitlines()) == 1

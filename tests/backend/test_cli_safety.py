@@ -230,18 +230,116 @@ def test_a_stop_signal_mid_render_removes_part_files_and_says_so(tmp_path, signu
                              str(poses), "-o", str(out_dir / "out.mp4"), "--frames",
                              str(out_dir / "fr"), "--arch", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_for_part_files(out_dir, proc)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=WAIT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stdout, stderr = _stop_once_started(proc, signum, lambda: _wait_for_part_files(out_dir, proc))
     assert proc.returncode == code, stderr
     assert stderr.strip().splitlines() == [
         "scail-pose render: " + ("interrupted" if signum == signal.SIGINT
                                  else f"stopped by {signal.Signals(signum).name}")]
     assert stdout == "" and _listing(out_dir) == []
+
+
+def _stop_once_started(proc, signum, started) -> tuple:
+    """Send ``signum`` once ``started()`` returns; the (stdout, stderr) of the stopped process
+    (killed if anything fails on the way)."""
+    try:
+        started()
+        proc.send_signal(signum)
+        return proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def long_take(tmp_path_factory) -> Path:
+    """A take whose FBX export runs for seconds: two people, 4000 frames."""
+    from scail_backend.render.samples import walking_sequence
+
+    path = tmp_path_factory.mktemp("take") / "take.npz"
+    walking_sequence(4000, (64, 96), num_people=2).save(path)
+    return path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_inside_blenders_exporter_ends_export_in_one_line(tmp_path, long_take,
+                                                                        signum, code):
+    """The signal lands inside Blender's FBX exporter, which catches it and raises
+    RuntimeError: export must still exit as a stop, with no Blender traceback."""
+    pytest.importorskip("bpy")
+    temp, out = tmp_path / "temp", tmp_path / "out"
+    temp.mkdir()
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "scail_backend.cli", "-q", "export",
+                             str(long_take), "-o", str(out / "take.fbx")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp)})
+    def exporting():
+        deadline = time.monotonic() + WAIT_S
+        while not any(temp.glob("scail_export_*")):  # the exporter's own folder: it has started
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)  # polling a folder another process writes: nothing to wait on
+        time.sleep(0.5)  # well inside the exporter, which runs for seconds on this take
+
+    stdout, stderr = _stop_once_started(proc, signum, exporting)
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == "scail-pose export: " + (
+        "interrupted" if signum == signal.SIGINT else "stopped by SIGTERM")
+    assert "Traceback" not in stderr and "Blender" not in stderr, stderr
+    assert stdout == "" and _listing(out) == [] and _listing(temp) == []
+
+
+@pytest.mark.skipif(not can_mount_tmpfs("size=64k"),
+                    reason="needs unshare and user namespaces to mount a tiny tmpfs")
+@pytest.mark.parametrize("where", ["output", "temporary"])
+@pytest.mark.parametrize("suffix", [".bvh", ".fbx"])
+def test_export_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, where, suffix):
+    """A real ENOSPC on a 64 KiB tmpfs: where the file goes (filled up first), or the
+    temporary folder Blender's exporter writes into (too small for the take)."""
+    pytest.importorskip("bpy")
+    from scail_backend.render.samples import walking_sequence
+
+    poses = walking_sequence(600, (64, 96)).save(tmp_path / "take.npz")
+    full = tmp_path / "full"
+    full.mkdir()
+    out = (full if where == "output" else tmp_path) / f"c{suffix}"
+    fill = (f"(dd if=/dev/zero of={full}/filler bs=4k 2>/dev/null; true) && "
+            if where == "output" else f"export TMPDIR={full} && ")
+    script = (f"mount -t tmpfs -o size=64k t {full} && {fill}"
+              f"{sys.executable} -m scail_backend.cli -q export {poses} -o {out}; "
+              f"echo \"rc=$?\"; ls -A {full}")
+    proc = subprocess.run(["unshare", "-Urm", "sh", "-c", script], capture_output=True,
+                          text=True, timeout=WAIT_S * 2)
+    assert f"rc={EXIT_ERROR}" in proc.stdout, proc.stdout + proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in proc.stderr and "Blender's exporter failed" not in proc.stderr
+    if where == "output":
+        assert line == (f"scail-pose export: error: cannot write {out}: no space left on the "
+                        f"device; free some space or write elsewhere")
+        assert proc.stdout.split()[1:] == ["filler"]  # nothing else left in the full folder
+    else:
+        assert line == (f"scail-pose export: error: cannot write {out}: no space left on the "
+                        f"device in the temporary folder {full} (Blender's exporter writes "
+                        f"there first); free some space there or set TMPDIR to a folder with "
+                        f"room")
+        assert proc.stdout.split()[1:] == []  # its temporary folder was removed
+    assert _listing(tmp_path) == ["full", "take.npz"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_render_frames_into_a_linked_folder_writes_where_the_link_leads(tmp_path, poses):
+    """`--frames LINK` to a folder on a bigger disk: the frames land there, the link stays."""
+    big = tmp_path / "bigdisk" / "frames"
+    big.mkdir(parents=True)
+    for i in range(7):
+        (big / f"frame_{i:05d}.png").write_bytes(b"stale")
+    (tmp_path / "frames").symlink_to(big)
+    assert main(["-q", "render", str(poses), "-o", str(tmp_path / "out.mp4"), "--frames",
+                 str(tmp_path / "frames"), "--arch", "cpu"]) == 0
+    assert (tmp_path / "frames").is_symlink() and os.readlink(tmp_path / "frames") == str(big)
+    assert _listing(big) == [f"frame_{i:05d}.png" for i in range(5)]  # the 5 new frames only
+    assert _listing(tmp_path / "bigdisk") == ["frames"]
+    assert _listing(tmp_path) == ["bigdisk", "frames", "out.mp4"]
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

@@ -1,9 +1,12 @@
 """The client side of the wire, over real loopback sockets: one conversation run blocking or a
 step at a time, the version policy's messages, and `scail-pose client` refusing bad options and
-outputs in one line before it sends anything (issue 13 item 2, issue 15 items 1 and 4)."""
+outputs in one line before it sends anything (issue 13 item 2, issue 15 items 1 and 4), and
+what a job found (nobody, its warnings) told as the local command line tells it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import resource
 import signal
 import subprocess
@@ -20,7 +23,7 @@ from scail_protocol.exchange import Exchange
 from scail_protocol.wire import PROTOCOL_VERSION, Session
 
 from server_helpers import KEY, WAIT_S, wait_until
-from server_helpers import server  # noqa: F401  (fixture)
+from server_helpers import root, server  # noqa: F401  (fixtures)
 
 zmq = pytest.importorskip("zmq")
 
@@ -108,8 +111,11 @@ def test_a_backend_that_cannot_run_the_estimator_says_why_before_any_upload(serv
 
 # --- the command line ----------------------------------------------------------------------------
 
-def run_cli(*args, preexec_fn=None):
-    return subprocess.run([sys.executable, "-m", "scail_backend.cli", "-q", "client", *args],
+EXIT_NOBODY = 3
+
+
+def run_cli(*args, preexec_fn=None, command=("client",)):
+    return subprocess.run([sys.executable, "-m", "scail_backend.cli", "-q", *command, *args],
                           capture_output=True, text=True, timeout=120, preexec_fn=preexec_fn)
 
 
@@ -188,9 +194,79 @@ def test_cli_extract_resamples_in_time_with_fps(server, tmp_path, key_file):
     clip = write_clip(tmp_path / "root" / "clip.mp4", frames=32, fps=16)
     out = run_cli("extract", str(clip), "--fps", "8", "-o", str(tmp_path / "poses.npz"),
                   "--connect", server.address, "--key-file", str(key_file))
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.returncode == EXIT_NOBODY, out.stderr[-2000:]  # a pattern: nobody in it
+    assert "clip.mp4 (16 fps) is resampled to 8 fps" in out.stderr  # the job's warning
     seq = PoseSequence.load(tmp_path / "poses.npz")
     assert seq.fps == 8.0 and seq.num_frames == 16
     bad = run_cli("extract", str(clip), "--fps", "0", "--connect", server.address,
                   "--key-file", str(key_file))
     assert_one_line_error(bad, "--fps")
+
+
+# --- what a job found reaches the client's user as the local command line says it (abuse 3 #8) --
+
+def _error_lines(out) -> list:
+    return [line for line in out.stderr.splitlines() if "error:" in line]
+
+
+@pytest.mark.parametrize("action", ["extract", "run"])
+def test_cli_nobody_found_exits_3_with_the_local_line_even_under_q(action, server, tmp_path,
+                                                                   key_file):
+    from video_helpers import write_clip
+
+    clip = write_clip(tmp_path / "blank.mp4", frames=6)  # gradients and a block: nobody
+    output = tmp_path / ("poses.npz" if action == "extract" else "out")
+    out = run_cli(action, str(clip), "--upload", "-o", str(output), "--connect",
+                  server.address, "--key-file", str(key_file))
+    assert out.returncode == EXIT_NOBODY, out.stderr[-2000:]
+    assert json.loads(out.stdout)["report"]["people"] == 0  # the outputs are written all the same
+    [line] = _error_lines(out)
+    if action == "extract":
+        assert (output.is_file() and "scail-pose client extract: error: no person found in any "
+                f"of the 6 frames; {output} holds only missing (NaN) poses" in line), line
+        local = run_cli(str(clip), "-o", str(tmp_path / "local.npz"), command=("extract",))
+        assert local.returncode == EXIT_NOBODY
+        [expected] = _error_lines(local)
+        assert line.replace("client extract", "extract").replace(str(output), "X") == \
+            expected.replace(str(tmp_path / "local.npz"), "X")
+    else:
+        assert sorted(p.name for p in output.iterdir()) == ["poses.npz", "rendered.mp4"]
+        assert line.startswith("scail-pose client run: error: no person found in any of the 6 "
+                               "frames; rendered.mp4 is all black ("), line
+
+
+def test_cli_forwards_the_jobs_warnings_under_q_naming_the_uploaded_file(server, tmp_path,
+                                                                        key_file):
+    from video_helpers import noise_frame, write_clip
+
+    whole = write_clip(tmp_path / "whole.mp4", frames=20, fps=12, make=noise_frame,
+                       options={"movflags": "faststart"})
+    cut = tmp_path / "cut.mp4"  # truncated: the index is at the front, the tail is lost
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * 0.7)])
+    out = run_cli("extract", str(cut), "--upload", "-o", str(tmp_path / "cut.npz"),
+                  "--connect", server.address, "--key-file", str(key_file))
+    assert out.returncode == EXIT_NOBODY, out.stderr[-2000:]
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2, out.stderr
+    assert "cut.mp4 is 12 fps; the conditioning video is always 16 fps" in warnings[0]
+    assert "cut.mp4: " in warnings[1] and "damaged or truncated" in warnings[1]
+    report = json.loads(out.stdout)["report"]
+    assert [w in line for w, line in zip(report["warnings"], warnings)] == [True, True]
+    sha256 = hashlib.sha256(cut.read_bytes()).hexdigest()
+    assert sha256 not in out.stderr  # the user's file, not the server's cache, is named
+
+
+def test_the_conversation_hands_the_jobs_warnings_to_any_client(server, root):
+    """The add-on runs the same conversation: its JobResult carries the warnings, the same
+    after a re-attach; a clip at 16 fps, intact, has none."""
+    from video_helpers import write_clip
+
+    slow = write_clip(root / "slow.mp4", frames=4, fps=8)
+    steady = write_clip(root / "steady.mp4", frames=4, fps=16)
+    options = conversation.extract_options()
+    with BackendClient(server.address, KEY, timeout_s=WAIT_S) as client:
+        result = client.converse(conversation.extract(slow, options))
+        assert len(result.warnings) == 1 and "slow.mp4 is 8 fps" in result.warnings[0]
+        again = client.converse(conversation.attach(result.job_id))
+        assert again.warnings == result.warnings
+        assert client.converse(conversation.extract(steady, options)).warnings == ()

@@ -188,3 +188,23 @@ def test_streaming_render_and_encode_runs_in_constant_memory(tmp_path):
     print(f"python heap peak {peaks} MiB, RSS {rss} MiB")
     assert peaks[1] < peaks[0] + 2.0 + 16 * frame_mb, peaks
     assert rss[480] - rss[120] < 40.0, rss
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_people_at_absurd_coordinates_give_a_black_video_with_a_warning(seq, tmp_path, caplog):
+    from scail_backend.render.pipeline import render_sequence
+
+    joints, kp = np.array(seq.joints3d), np.array(seq.kp2d)
+    joints[..., 0], kp[...] = 1e30, 1e30   # finite, present, and nowhere near the picture
+    absurd = seq.replace(joints3d=joints, kp2d=kp)
+    assert absurd.present().all()
+    with caplog.at_level("WARNING", logger="scail_backend.render.pipeline"):
+        render_sequence(absurd, tmp_path / "a.mp4", arch="cpu")
+    (said,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said.startswith(f"the video is all black: the {seq.num_frames} frame(s) with a person")
+    assert not _frames(absurd).any()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scail_backend.render.pipeline"):
+        render_sequence(seq, tmp_path / "b.mp4", arch="cpu")   # people in view: no warning
+        render_sequence(seq.people([]), tmp_path / "c.mp4", arch="cpu")  # nobody: callers say it
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -63,7 +63,8 @@ def test_a_job_whose_output_is_its_input_is_refused(client, root, alias):
         os.link(video, out)
     with pytest.raises(ServerError) as info:
         client.submit(M.COPY, {"video": {"path": str(video)}, "out": str(out)})
-    assert info.value.code == "forbidden" and "is the input" in str(info.value)
+    # not "forbidden": that would make a client upload the input and submit again (see below)
+    assert info.value.code == "error" and "is the input" in str(info.value)
     assert video.read_bytes() == b"precious"
 
 
@@ -72,7 +73,102 @@ def test_a_run_whose_out_dir_holds_its_video_as_an_output_name_is_refused(client
     video.write_bytes(b"precious")
     with pytest.raises(ServerError, match="is the input") as info:
         client.submit(M.RUN, {"video": {"path": str(video)}, "out_dir": str(root)})
-    assert info.value.code == "forbidden" and video.read_bytes() == b"precious"
+    assert info.value.code == "error" and video.read_bytes() == b"precious"
+
+
+def test_an_input_refused_as_the_output_is_not_uploaded_and_written_over(server, root):
+    """A client uploads its files when the server refuses their paths ("forbidden"); the
+    refusal of an output that is an input must not start that, or the upload's job would
+    write over the user's video (abuse 3 #2)."""
+    from scail_protocol import conversation as C
+
+    video = root / "rendered.mp4"
+    video.write_bytes(b"precious")
+    with BackendClient(server.address, KEY, timeout_s=WAIT_S) as c:
+        with pytest.raises(ServerError, match="is the input"):
+            c.converse(C.run(video, {"out_dir": str(root)}, upload_video="auto"))
+    assert video.read_bytes() == b"precious"
+    assert list(server.server.work.uploads.iterdir()) == []  # nothing was uploaded
+
+
+# --- an output's name says what it holds, as the CLI's -o (abuse 3 #2) ----------------------------
+
+@pytest.mark.parametrize("kind, target, suffix", [
+    (M.EXTRACT, "precious.mp4", ".npz"),
+    (M.ALIGN, "precious.mp4", ".npz"),
+    (M.RENDER, "keep.npz", ".mp4"),
+    (M.COPY, "keep.npz", ".mp4"),
+])
+def test_an_output_named_for_another_kind_of_file_is_refused_before_any_work(
+        client, root, kind, target, suffix):
+    video, poses, image = root / "clip.mp4", root / "poses.npz", root / "ref.png"
+    for path in (video, poses, image):
+        path.write_bytes(b"input")
+    out = root / target
+    out.write_bytes(b"precious")
+    body = {M.EXTRACT: {"video": {"path": str(video)}},
+            M.ALIGN: {"poses_path": str(poses), "reference": {"path": str(image)}},
+            M.RENDER: {"poses_path": str(poses)},
+            M.COPY: {"video": {"path": str(video)}}}[kind]
+    with pytest.raises(ServerError) as info:
+        client.submit(kind, dict(body, out=str(out)))
+    message = str(info.value)
+    assert info.value.code == "error" and "\n" not in message
+    assert message == (f"out {out}: this writes a {suffix} file; name it "
+                       f"{out.with_suffix(suffix).name}")
+    assert out.read_bytes() == b"precious" and client.list_jobs() == []
+
+
+def test_an_output_that_is_a_link_to_another_kind_of_file_is_refused(client, root):
+    video = root / "clip.mp4"
+    video.write_bytes(b"input")
+    precious = root / "precious.mp4"
+    precious.write_bytes(b"precious")
+    (root / "poses.npz").symlink_to(precious)
+    with pytest.raises(ServerError, match=r"poses\.npz is a link to .*precious\.mp4"):
+        client.submit(M.EXTRACT, {"video": {"path": str(video)}, "out": str(root / "poses.npz")})
+    assert precious.read_bytes() == b"precious"
+
+
+def test_an_output_with_the_right_suffix_in_any_case_is_accepted(client, root):
+    video = root / "clip.mp4"
+    video.write_bytes(b"video bytes")
+    job = client.submit(M.COPY, {"video": {"path": str(video)}, "out": str(root / "COPY.MP4")})
+    client.wait(job)
+    assert (root / "COPY.MP4").read_bytes() == b"video bytes"
+
+
+# --- numbers of any size, in requests and in the client (abuse 3 #11) -----------------------------
+
+@pytest.mark.parametrize("body, field", [
+    ({"fps": 10**400}, "'fps'"),
+    ({"fps": -10**400}, "'fps'"),
+    ({"smoothing": 10**400}, "'smoothing'"),
+    ({"cleanup": {"max_people": 10**400}}, "'cleanup.max_people'"),
+    ({"resolution": [10**400, 512]}, r"'resolution\[0\]'"),
+])
+def test_huge_numbers_in_a_request_are_refused_in_one_line(client, root, body, field):
+    video = root / "clip.mp4"
+    video.write_bytes(b"x")
+    with pytest.raises(ProtocolError, match=field + r" is out of range .*below 2\*\*63") as info:
+        client.submit(M.EXTRACT, dict({"video": {"path": str(video)}}, **body))
+    assert len(str(info.value)) < 200 and client.list_jobs() == []
+
+
+@pytest.mark.parametrize("timeout_s", [1e7, 1e300, float("inf")])
+def test_a_client_timeout_of_any_size_waits_without_overflow(server, timeout_s):
+    with BackendClient(server.address, KEY, timeout_s=timeout_s, heartbeat_s=0.2) as c:
+        assert c.hello()["protocol"] == 1
+        job = c.submit(M.SLEEP, {"duration_s": 0.2, "steps": 2})
+        assert c.wait(job).job["state"] == M.DONE
+
+
+@pytest.mark.parametrize("timeout_s", [0, -1, float("nan"), "abc", None])
+def test_a_client_timeout_that_is_not_a_positive_number_is_one_line(timeout_s):
+    from scail_protocol.errors import ScailError
+
+    with pytest.raises(ScailError, match="timeout_s must be a positive number of seconds"):
+        BackendClient("tcp://127.0.0.1:9", KEY, timeout_s=timeout_s)
 
 
 # --- outputs re-checked right before the final rename ---------------------------------------------
@@ -206,3 +302,25 @@ def test_serve_on_a_read_only_work_dir_is_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "read-only" in lines[0] and str(folder / "work") in lines[0]
+
+
+@pytest.mark.parametrize("taken, words", [
+    (False, "not one of this machine's"),  # 192.0.2.1: TEST-NET-1, on no machine
+    (True, "is another server running there?"),
+])
+def test_serve_on_an_address_it_cannot_bind_says_why_in_one_line(tmp_path, taken, words):
+    bind = "tcp://192.0.2.1:5555"
+    blocker = None
+    if taken:
+        blocker = zmq.Context.instance().socket(zmq.ROUTER)
+        port = blocker.bind_to_random_port("tcp://127.0.0.1")
+        bind = f"tcp://127.0.0.1:{port}"
+    try:
+        proc = _serve(tmp_path, "--bind", bind, "--work-dir", str(tmp_path / "work"))
+    finally:
+        if blocker is not None:
+            blocker.close(linger=0)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot bind {bind}" in lines[0] and words in lines[0], lines
+    assert ("another server" in lines[0]) == taken

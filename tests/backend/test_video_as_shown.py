@@ -230,6 +230,33 @@ def test_bad_fps_is_refused():
         open_video(Path(__file__), fps=0)
 
 
+@pytest.mark.parametrize("fps", [0, -3, 1e-7, 1e-9, 0.0099, 1000.5, float("nan"), "x"])
+def test_fps_outside_the_range_is_one_clear_error(fps):
+    """One home for the range (CLI, batch manifests and server jobs all call check_fps)."""
+    from scail_backend.video.timing import check_fps
+
+    with pytest.raises(VideoError, match=r"^fps must be a (number in \[0\.01, 1000\] frames "
+                                         r"per second|number of frames per second), got "):
+        check_fps(fps)
+    assert check_fps("0.01") == 0.01 and check_fps(1000) == 1000.0
+
+
+@pytest.mark.parametrize("fps", [1e-7, 1e-9, 5e-324])
+def test_no_positive_rate_divides_by_zero(fps):
+    """Rates below about 5e-7 have no fraction with a denominator up to 10**6 but 0."""
+    from scail_backend.video.timing import frame_step, steady_times
+
+    step = frame_step(fps)
+    assert step > 0 and abs(float(1 / step) - fps) <= 1e-12 * fps
+    times = [t.time for t in steady_times(iter([np.zeros((1, 1, 3), np.uint8)] * 3), fps)]
+    assert times == [0, step, 2 * step]
+
+
+def test_the_slowest_rate_resamples_a_clip_to_its_first_frame():
+    frames = _timed([Fraction(i, 60) for i in range(600)])  # 10 s at 60 fps
+    assert [int(f[0, 0, 0]) for f in resample_nearest(iter(frames), 0.01)] == [0]
+
+
 def test_speed_notice_says_how_the_motion_will_play():
     assert speed_notice(16.0, "a.mp4") is None
     assert "3.75x slower" in speed_notice(60.0, "a.mp4")

@@ -200,3 +200,110 @@ def test_a_full_disk_while_writing_is_one_line_naming_the_output(tmp_path):
 def test_describe_os_error_names_full_disks_and_falls_back_to_strerror():
     assert "no space left" in describe_os_error(OSError(errno.ENOSPC, "No space left on device"))
     assert describe_os_error(OSError(errno.EACCES, "Permission denied")) == "Permission denied"
+
+
+# --- names at the file system's limit -------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".npz", "a" + "é" * 125 + ".npz"],
+                         ids=["ascii-255", "two-byte-255"])
+def test_names_up_to_255_bytes_are_written_though_temporaries_add_to_them(tmp_path, name):
+    """The temporary and probe names cut the name inside them short, not the output's name."""
+    target = tmp_path / name
+    assert len(os.fsencode(name)) == 255
+    assert check_output_file(target, suffix=".npz") == target
+    write_atomically(target, lambda f: f.write(b"1"))
+    assert _names(tmp_path) == [name] and target.read_bytes() == b"1"
+    with atomic_folder(tmp_path / name[:-4]) as folder:  # a folder of that length too
+        (folder / "frame_00000.png").write_bytes(b"png")
+    assert check_output_folder(tmp_path / name[:-4]) == tmp_path / name[:-4]
+    with atomic_folder(tmp_path / name[:-4]) as folder:  # replacing it makes one more temporary
+        (folder / "frame_00000.png").write_bytes(b"new")
+    assert _names(tmp_path / name[:-4]) == ["frame_00000.png"]
+    assert sorted(_names(tmp_path)) == sorted([name, name[:-4]])
+
+
+def test_a_name_longer_than_the_file_system_takes_is_refused_before_any_work(tmp_path):
+    target = tmp_path / ("a" * 252 + ".npz")
+    for check in (check_output_file, check_output_folder):
+        with pytest.raises(OutputError) as info:
+            check(target)
+        assert str(info.value) == (f"cannot write {target}: its name is 256 bytes long, and file "
+                                   f"names here take at most 255; choose a shorter name")
+    assert _names(tmp_path) == []
+
+
+# --- a folder output that is a symbolic link ------------------------------------------------------
+
+@posix_only
+def test_a_linked_folder_is_written_into_where_it_leads_and_the_link_stays(tmp_path):
+    """A frames folder linked to a bigger disk: the new frames land there, the link is kept."""
+    big = tmp_path / "bigdisk" / "frames"
+    big.mkdir(parents=True)
+    for i in range(4):
+        (big / f"frame_{i:05d}.png").write_bytes(b"stale")
+    link = tmp_path / "frames_link"
+    link.symlink_to(Path("bigdisk") / "frames")  # relative, as `ln -s` makes them
+    assert check_output_folder(link, only="frame_*.png") == link
+    with atomic_folder(link) as folder:
+        assert folder.parent == big.parent  # the temporary is on the link's disk
+        (folder / "frame_00000.png").write_bytes(b"new")
+    assert link.is_symlink() and os.readlink(link) == str(Path("bigdisk") / "frames")
+    assert _names(big) == ["frame_00000.png"] and (big / "frame_00000.png").read_bytes() == b"new"
+    assert _names(tmp_path) == ["bigdisk", "frames_link"]
+    assert _names(tmp_path / "bigdisk") == ["frames"]
+
+
+@posix_only
+def test_a_linked_folder_is_checked_where_it_leads(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"precious")
+    (tmp_path / "to_mine").symlink_to(mine)
+    with pytest.raises(OutputError, match="already holds holiday.jpg"):
+        check_output_folder(tmp_path / "to_mine", only="frame_*.png")
+    (tmp_path / "a_file").write_bytes(b"x")
+    (tmp_path / "to_file").symlink_to(tmp_path / "a_file")
+    with pytest.raises(OutputError, match="to_file is a file, not a folder"):
+        check_output_folder(tmp_path / "to_file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "new")  # where it leads is made
+    with atomic_folder(tmp_path / "dangling") as folder:
+        (folder / "frame_00000.png").write_bytes(b"new")
+    assert (tmp_path / "dangling").is_symlink() and _names(tmp_path / "new") == ["frame_00000.png"]
+    assert (mine / "holiday.jpg").read_bytes() == b"precious"
+
+
+# --- a folder given for a file --------------------------------------------------------------------
+
+def test_a_folder_given_for_a_file_gets_a_name_the_command_accepts(tmp_path):
+    folder = tmp_path / "e"
+    folder.mkdir()
+    for suffix, example in [(".npz", "output.npz"), ((".bvh", ".fbx"), "output.bvh")]:
+        with pytest.raises(OutputError) as info:
+            check_output_file(folder, what="-o", suffix=suffix)
+        assert str(info.value) == f"-o {folder} is a folder; give a file name such as " \
+                                  f"{folder / example}"
+        assert check_output_file(folder / example, what="-o", suffix=suffix) == folder / example
+    with pytest.raises(OutputError) as info:  # no type known: no name that might be refused
+        check_output_file(folder, what="-o")
+    assert str(info.value) == f"-o {folder} is a folder; give the path of a file in it"
+    (tmp_path / "take.fbx").mkdir()
+    with pytest.raises(OutputError, match=r"such as .*take\.fbx/output\.fbx$"):
+        check_output_file(tmp_path / "take.fbx", suffix=(".bvh", ".fbx"))
+
+
+def test_a_name_of_another_type_is_refused_with_the_types_it_may_have(tmp_path):
+    with pytest.raises(OutputError) as info:
+        check_output_file(tmp_path / "take.abc", what="-o", suffix=(".bvh", ".fbx"))
+    assert str(info.value) == (f"-o {tmp_path / 'take.abc'}: this writes .bvh or .fbx files; "
+                               f"name it take.bvh or take.fbx")
+    with pytest.raises(OutputError, match=r"this writes a \.npz file; name it take\.npz$"):
+        check_output_file(tmp_path / "take.abc", suffix=".npz")
+    assert check_output_file(tmp_path / "take.FBX", suffix=(".bvh", ".fbx"))
+
+
+def test_output_error_words_a_full_disk_with_what_to_do():
+    from scail_protocol.outputs import output_error
+
+    error = output_error("e/c.fbx", OSError(errno.ENOSPC, "No space left on device"))
+    assert str(error) == ("cannot write e/c.fbx: no space left on the device; free some space "
+                          "or write elsewhere")

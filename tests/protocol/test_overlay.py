@@ -266,3 +266,14 @@ def test_overlay_module_does_not_need_opencv():
     code = ("import sys, scail_protocol.overlay; "
             "sys.exit(1 if 'cv2' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # numpy's "invalid value encountered in cast"
+def test_points_beyond_int64_draw_nothing_and_do_not_warn():
+    kp, sc = _person()
+    sc[0] = 0.9
+    kp[0, :] = 1e30
+    kp[0, 3] = np.inf
+    assert not draw_overlay(kp, sc, (64, 112)).any()
+    index, rgb = overlay_pixels(kp, sc, (64, 112))
+    assert len(index) == 0 and len(rgb) == 0

@@ -8,10 +8,12 @@ proportions of the reference character), ``apply`` (the whole job and its record
 overlay follows) lives in ``scail_protocol.camera`` and ``scail_protocol.alignment``.
 """
 
-from .apply import META_KEY, AlignResult, align_sequence, align_to_reference, driving_frame
+from .apply import (META_KEY, AlignResult, align_sequence, align_to_reference, driving_frame,
+                    nothing_to_align)
 from .guardrails import CLAMPED, DEFAULT, FALLBACKS
 from .reference import SAME, ReferencePose, estimate_reference, find_reference_image
 
 __all__ = ["META_KEY", "AlignResult", "align_sequence", "align_to_reference", "driving_frame",
+           "nothing_to_align",
            "CLAMPED", "DEFAULT", "FALLBACKS", "SAME", "ReferencePose", "estimate_reference",
            "find_reference_image"]

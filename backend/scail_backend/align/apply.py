@@ -23,6 +23,7 @@ import numpy as np
 
 from scail_protocol import joints as J
 from scail_protocol.alignment import face_scale, move_overlay
+from scail_protocol.camera import MIN_DEPTH_MM
 from scail_protocol.errors import AlignError
 from scail_protocol.sequence import PoseSequence
 
@@ -57,18 +58,37 @@ class AlignResult:
 
 
 def driving_frame(seq: PoseSequence) -> tuple:
-    """(person, frame) of the first frame in which someone has 3D body joints.
+    """(person, frame) of the first frame in which someone has 3D body joints, all of them in
+    front of the camera. Frames whose body joints reach to or behind the camera (an estimator
+    glitch) are passed over; when every frame with a person has such a joint, the first frame
+    with a person is returned (the solve then falls back to the default camera).
 
     Raises:
-        AlignError: nobody in any frame.
+        AlignError: nobody in any frame, or only 2D points and no 3D joints.
     """
-    has = np.isfinite(seq.openpose18_3d()[:, :, :14]).all(-1).any(-1)  # (P, T)
+    has = _has_body(seq)
     frames = np.flatnonzero(has.any(0))
     if len(frames) == 0:
+        if np.isfinite(np.asarray(seq.kp2d)).all(-1).any():
+            raise AlignError("the driving poses have 2D points but no 3D joints in any frame; "
+                             "alignment needs them: extract the poses with `scail-pose extract`")
         raise AlignError("the driving poses have no person in any frame; there is nothing to "
                          "align")
-    t = int(frames[0])
-    return int(np.flatnonzero(has[:, t])[0]), t
+    usable = has & ~_behind_camera(seq)
+    pick = usable if usable.any() else has
+    t = int(np.flatnonzero(pick.any(0))[0])
+    return int(np.flatnonzero(pick[:, t])[0]), t
+
+
+def _has_body(seq: PoseSequence) -> np.ndarray:
+    """(P, T) bool: the person has some 3D body joint (OpenPose 0-13) in the frame."""
+    return np.isfinite(seq.openpose18_3d()[:, :, :14]).all(-1).any(-1)
+
+
+def _behind_camera(seq: PoseSequence) -> np.ndarray:
+    """(P, T) bool: one of the person's 3D body joints is at or behind the camera."""
+    with np.errstate(invalid="ignore"):
+        return (seq.openpose18_3d()[:, :, :14, 2] < MIN_DEPTH_MM).any(-1)
 
 
 def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
@@ -84,7 +104,8 @@ def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
         adapt: also adapt the bone lengths to the reference's proportions (``bones``).
 
     Raises:
-        AlignError: the sequence is already aligned, sizes differ, or it has nobody.
+        AlignError: the sequence is already aligned, sizes differ, or it has nobody (or only
+            2D points, no 3D joints).
     """
     if META_KEY in seq.meta:
         raise AlignError(f"these poses are already aligned (to "
@@ -93,7 +114,13 @@ def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
         raise AlignError(f"the reference pose is {reference.size}, the poses {seq.size}; "
                          f"estimate the reference at the poses' working size")
     person, t = driving_frame(seq)
-    if t > 0:
+    has, behind = _has_body(seq), _behind_camera(seq)
+    glitches = int((has & behind).any(0).sum())
+    if glitches and (has & ~behind).any():   # else the fallback below says it
+        log.warning("%d of %d driving frame(s) have a body joint at or behind the camera (an "
+                    "estimator glitch?); the camera solve uses frame %d", glitches,
+                    seq.num_frames, t)
+    elif t > 0:
         log.info("nobody in driving frame 0: aligning with frame %d, the first with a person", t)
     K0 = np.array(seq.K)
     joints = np.array(seq.joints3d, dtype=np.float64)
@@ -107,8 +134,13 @@ def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
     target = correspondences.reference_points(reference.kp2d[J.BODY],
                                               reference.kp2d_score[J.BODY])
     corr = correspondences.select(target, op18[person, t])
-    solution = solve(corr, K0, seq.size) if len(corr.indices) >= 2 else None
-    decision = guardrails.decide(solution, len(corr.indices), K0, seq.size, op18, fallback)
+    unsolved = None
+    if (corr.points3d[:, 2] < MIN_DEPTH_MM).any():   # solve() would refuse it
+        unsolved = (f"a matched joint of driving frame {t} is at or behind the camera"
+                    + ("" if (has & ~behind).any() else ", as in every frame with a person"))
+    solution = solve(corr, K0, seq.size) if len(corr.indices) >= 2 and not unsolved else None
+    decision = guardrails.decide(solution, len(corr.indices), K0, seq.size, op18, fallback,
+                                 unsolved=unsolved)
     m, s, p, q = decision.params
     scale = 1.0
     if decision.fallback is None:
@@ -163,6 +195,41 @@ def align_to_reference(seq: PoseSequence, image, *, estimator: str = SAME, weigh
     return result
 
 
+def nothing_to_align(seq: PoseSequence, reference, why: str, *,
+                     fallback: str = guardrails.CLAMPED) -> AlignResult:
+    """The "aligned" sequence when there is nothing to align (nobody in the driving poses): the
+    poses unchanged, with the default camera, and a record whose ``fallback`` says ``why``.
+
+    ``run DIR --use-align`` writes it as it writes an alignment that fell back, so a clip with
+    nobody in it gives the aligned outputs (all black) as ``run`` without alignment does. No
+    estimator runs.
+
+    Args:
+        seq: the driving poses (not aligned yet).
+        reference: the reference image file (only its name is recorded).
+        why: the reason, e.g. "nobody in the driving poses".
+        fallback: the policy recorded (as :func:`align_sequence`).
+
+    Raises:
+        AlignError: the sequence is already aligned.
+    """
+    if META_KEY in seq.meta:
+        raise AlignError(f"these poses are already aligned (to "
+                         f"{seq.meta[META_KEY].get('reference')}); align the unaligned poses")
+    K0 = np.asarray(seq.K, dtype=np.float64).tolist()
+    m, s, p, q = guardrails.IDENTITY
+    record = {
+        "reference": Path(reference).name, "reference_people": None, "reference_person": None,
+        "estimator": None, "variant": None, "points": [], "driving_person": None,
+        "driving_frame": None, "m": m, "s": s, "p": p, "q": q, "K": K0, "K_estimated": K0,
+        "residual_px": None, "solved": None, "fallback": f"{why}; using the default camera",
+        "fallback_policy": fallback, "checks": {"points": 0}, "face_scale": 1.0,
+        "hand_scale": [m, m * s], "adapt_bones": False, "bone_ratios": None,
+    }
+    aligned = seq.replace(meta=dict(seq.meta, **{META_KEY: record}))
+    return AlignResult(sequence=aligned, record=record, message=_message(record))
+
+
 def _record(reference, corr, solution, decision, scale, person, t, K0, ratios, policy) -> dict:
     m, s, p, q = decision.params
     solved = None
@@ -197,8 +264,8 @@ def _record(reference, corr, solution, decision, scale, person, t, K0, ratios, p
 def _message(record: dict) -> str:
     points = len(record["points"])
     if record["fallback"]:
-        return (f"alignment to {record['reference']} not used ({record['variant']} variant, "
-                f"{points} points): {record['fallback']}")
+        how = f" ({record['variant']} variant, {points} points)" if record["variant"] else ""
+        return f"alignment to {record['reference']} not used{how}: {record['fallback']}"
     clamped = record["checks"].get("clamped")
     return (f"aligned to {record['reference']} ({record['variant']} variant, {points} points, "
             f"driving frame {record['driving_frame']}): m={record['m']:.4f} s={record['s']:.4f} "

@@ -4,6 +4,8 @@ A solve is refused when
 
 * fewer than :data:`MIN_POINTS` points could be matched (4 unknowns need more than 2 points to
   be determined at all);
+* it could not run at all (``unsolved``: every frame with a person has a matched joint at or
+  behind the camera, which an estimator glitch can produce);
 * it ended on a bound of m, s, p or q (the best camera lies outside the range the reference
   allows, so the result is a compromise at the edge, not a fit);
 * its RMS reprojection error exceeds :data:`MAX_RESIDUAL_FRACTION` of the image diagonal (the
@@ -78,7 +80,8 @@ def kept_in_frame(op18_mm: np.ndarray, K0: np.ndarray, K: np.ndarray, size) -> f
 
 
 def decide(solution: Optional[Solution], num_points: int, K0: np.ndarray, size,
-           op18_mm: np.ndarray, fallback: str = CLAMPED) -> Decision:
+           op18_mm: np.ndarray, fallback: str = CLAMPED,
+           unsolved: Optional[str] = None) -> Decision:
     """Accept the solve or fall back.
 
     Args:
@@ -88,14 +91,21 @@ def decide(solution: Optional[Solution], num_points: int, K0: np.ndarray, size,
         size: (H, W).
         op18_mm: (P, T, 18, 3) the joints that will be rendered, mm.
         fallback: "clamped" or "default" (see the module docstring).
+        unsolved: why the solve could not run (``solution`` is then None); the decision falls
+            back to the default camera with this reason.
 
     Returns:
         The :class:`Decision`.
+
+    Raises:
+        ValueError: ``fallback`` is not one of :data:`FALLBACKS`.
     """
     if fallback not in FALLBACKS:
         raise ValueError(f"fallback must be one of {', '.join(FALLBACKS)}, got {fallback!r}")
     checks = {"points": int(num_points)}
     default = Decision(IDENTITY, np.array(K0, dtype=np.float64), None, checks)
+    if solution is None and unsolved:
+        return _fall_back(default, unsolved)
     if solution is None or num_points < MIN_POINTS:
         return _fall_back(default, f"only {num_points} point(s) of the reference image match the "
                                    f"driving pose (at least {MIN_POINTS} are needed)")

@@ -5,15 +5,19 @@ Each clip becomes one ``scail-pose run`` in its own output folder ``OUT_DIR/<nam
 
 * **folder tree** (``INPUTS`` is a folder): every folder below it (itself included) that holds
   ``driving.mp4`` is a SCAIL folder; its name is its path relative to ``INPUTS`` (``INPUTS``
-  itself: its own folder name).
+  itself: its own folder name). Folders below ``INPUTS`` that hold a ``batch_report.jsonl`` are
+  an earlier batch's OUT_DIR and are not searched (an info line names them); neither are
+  hidden folders.
 * **glob** (``INPUTS`` holds ``*``, ``?`` or ``[``; ``**`` reaches into subfolders): each match is
   a SCAIL folder or a video file; the name is the match's path relative to the part of the
-  pattern before its first wildcard, a video file's without its extension.
+  pattern before its first wildcard, a video file's without its extension. Matches inside an
+  earlier batch's OUT_DIR below that part are left out, as for a folder tree.
 * **manifest** (a ``.csv`` with a header row, or ``.jsonl`` with one JSON object a line): one
   clip a row; ``video`` (a video file or a SCAIL folder) is required; optional ``name``,
   ``reference`` (image) and per-clip options ``estimator``, ``resolution`` ("H W", "HxW" or
   [H, W]), ``smooth``, ``fps``, ``arch``. Relative paths are relative to the manifest's folder.
-  Blank lines and lines starting with ``#`` are skipped.
+  Blank lines and lines starting with ``#`` are skipped; a CSV value with no column name in the
+  header is refused.
 
 Errors are :class:`~scail_protocol.errors.ScailError` (one line: the row and what is wrong).
 """
@@ -33,6 +37,8 @@ from typing import Iterable, List, Optional
 from scail_protocol.contract import DRIVING_VIDEO, REFERENCE_IMAGE_NAMES
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import is_inside
+
+from .report import REPORT_FILE
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl")
 CLIP_OPTIONS = ("estimator", "resolution", "smooth", "fps", "arch")
@@ -114,6 +120,10 @@ def discover(inputs, *, exclude: Iterable = ()) -> List[Clip]:
                               f"manifest")
     else:
         raise BatchInputError(f"inputs not found: {path}")
+    if not clips and path.is_file():
+        example = ("a header row naming 'video', then one clip a row" if path.suffix.lower()
+                   == ".csv" else 'one JSON object a line such as {"video": "clips/a.mp4"}')
+        raise BatchInputError(f"the manifest {text} names no clip; give {example}")
     if not clips:
         raise BatchInputError(f"no clip found in {text} (a SCAIL folder holds {DRIVING_VIDEO}; "
                               f"a glob may also match video files)")
@@ -127,10 +137,12 @@ def scail_folder_clip(folder: Path, name: str) -> Clip:
 
 
 def _from_tree(root: Path, skip: list) -> List[Clip]:
-    clips, loose = [], []
+    clips, loose, batches = [], [], []
     for here, folders, files in os.walk(root):
         folders[:] = sorted(f for f in folders if not f.startswith(".")
                             and (Path(here) / f).resolve() not in skip)
+        batches += [Path(here) / f for f in folders if _is_batch_output(Path(here) / f)]
+        folders[:] = [f for f in folders if Path(here) / f not in batches]
         if DRIVING_VIDEO in files:
             relative = Path(here).relative_to(root)
             name = relative.as_posix() if relative.parts else root.resolve().name
@@ -143,7 +155,30 @@ def _from_tree(root: Path, skip: list) -> List[Clip]:
                     "and are not part of the batch, e.g. %s; give them with a glob ('%s') or "
                     "a manifest", len(loose), root, DRIVING_VIDEO, loose[0],
                     root / "**" / f"*{loose[0].suffix}")
+    _say_skipped(batches)
     return clips
+
+
+def _is_batch_output(folder: Path) -> bool:
+    """Whether ``folder`` is a batch's OUT_DIR (it holds a batch report)."""
+    return (folder / REPORT_FILE).is_file()
+
+
+def _batch_output_above(path: Path, root: Path) -> Optional[Path]:
+    """The folder at or above ``path``, below ``root``, that is a batch's OUT_DIR, if any."""
+    for folder in (path, *path.parents):
+        if folder == root or len(folder.parts) <= len(root.parts):
+            return None
+        if _is_batch_output(folder):
+            return folder
+    return None
+
+
+def _say_skipped(batches: list) -> None:
+    if batches:
+        shown = ", ".join(str(b) for b in batches[:3]) + (", ..." if len(batches) > 3 else "")
+        log.info("not searched: %d earlier batch output folder(s) (holding %s): %s",
+                 len(batches), REPORT_FILE, shown)
 
 
 def _from_glob(pattern: str, skip: list) -> List[Clip]:
@@ -153,10 +188,14 @@ def _from_glob(pattern: str, skip: list) -> List[Clip]:
             break
         fixed.append(part)
     root = Path("/".join(fixed) or ".")
-    clips = []
+    clips, batches = [], []
     for match in sorted(glob.glob(pattern, recursive=True)):
         path = Path(match)
         if any(is_inside(path, s) for s in skip):
+            continue
+        batch = _batch_output_above(path, root)
+        if batch is not None:
+            batches += [batch] if batch not in batches else []
             continue
         if path.is_dir() and (path / DRIVING_VIDEO).is_file():
             clips.append(scail_folder_clip(path, _relative_name(path, root)))
@@ -166,6 +205,7 @@ def _from_glob(pattern: str, skip: list) -> List[Clip]:
                 clips.append(scail_folder_clip(path.parent, _relative_name(path.parent, root)))
             else:
                 clips.append(Clip(name, path))
+    _say_skipped(batches)
     return clips
 
 
@@ -189,8 +229,17 @@ def _csv_rows(text: str, manifest: Path):
     if "video" not in (reader.fieldnames or []):
         raise BatchInputError(f"{manifest}: the CSV header must name a 'video' column, got "
                               f"{', '.join(reader.fieldnames or [])}")
-    return [(n, {k.strip(): (v or "").strip() for k, v in row.items() if k})
-            for (n, _), row in zip(lines[1:], reader)]
+    rows = []
+    for (n, _), row in zip(lines[1:], reader):
+        stray = [v for v in row.pop(None, None) or [] if v and v.strip()]
+        stray += [v for k, v in row.items() if not k.strip() and v and v.strip()]
+        if stray:
+            shown = ", ".join(repr(v.strip()) for v in stray[:3])
+            raise BatchInputError(f"{manifest} line {n}: {len(stray)} value(s) with no column "
+                                  f"name in the header ({shown}); name their columns in the "
+                                  f"header or remove them")
+        rows.append((n, {k.strip(): (v or "").strip() for k, v in row.items() if k.strip()}))
+    return rows
 
 
 def _jsonl_rows(text: str, manifest: Path):

@@ -141,6 +141,18 @@ def _composite_overlay(frame: np.ndarray, kp2d_px, score, size) -> None:
     flat[index, :3] = composite_channels(flat[index, :3], rgb)
 
 
+def _warn_if_nobody_visible(seq: PoseSequence) -> None:
+    """Warn that the video came out all black although people are present (the callers say
+    so already when nobody is present at all)."""
+    present = seq.present()
+    if present.any():
+        frames = int(present.any(0).sum())
+        log.warning("the video is all black: the %d frame(s) with a person draw nothing inside "
+                    "the %dx%d (width x height) frame (joints off-screen, behind the camera or at "
+                    "absurd coordinates); check the poses' joints3d, kp2d and K", frames,
+                    seq.size[1], seq.size[0])
+
+
 def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str = "auto",
                     overlay: bool = True, progress=None) -> RenderReport:
     """Render a sequence to an H.264 ``.mp4`` (16 fps, yuv420p; docs/pipeline.md §8), streaming.
@@ -155,7 +167,8 @@ def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str =
         progress: ``progress("render", done, total)``; may raise ``Cancelled``.
 
     Returns:
-        A :class:`RenderReport`.
+        A :class:`RenderReport`. A video that comes out all black although people are present
+        is written all the same, with a warning.
 
     Raises:
         RenderError: empty sequence or absurd size. VideoError: the output cannot be written.
@@ -180,12 +193,16 @@ def render_sequence(seq: PoseSequence, out_path, *, frames_dir=None, arch: str =
         # PNGs before the video: the video is finalised first, and its failure discards them.
         pngs = stack.enter_context(PngFrameWriter(frames_dir)) if frames_dir else None
         video = stack.enter_context(Mp4Writer(out_path, size, fps=DEFAULT_FPS))
+        drawn = False   # has any frame a pixel that is not black (checked until one has)
         for done, frame in enumerate(rendered, start=1):
+            drawn = drawn or bool(frame[..., :3].any())
             video.write(frame)
             if pngs is not None:
                 pngs.write(frame)
             progress(STAGE, done, seq.num_frames)
     seconds = time.perf_counter() - began
+    if not drawn:
+        _warn_if_nobody_visible(seq)
     arch_used = get_renderer(size, arch).arch
     log.info("rendered %d frames in %.1f s (%.1f frames/s)", seq.num_frames, seconds,
              seq.num_frames / max(seconds, 1e-9))

@@ -29,7 +29,7 @@ from scail_protocol.wire import (PROTOCOL_VERSION, Message, RefusedMessage, Sess
 
 from .. import __version__
 from . import submit, workdir
-from .config import ServerConfig
+from .config import ServerConfig, bind_error
 from .jobs import Job, JobTable, new_job_id, remove_job_dir
 from .paths import Roots
 from .uploads import UploadCache
@@ -94,7 +94,12 @@ class Server:
     # --- life cycle ----------------------------------------------------------------------------
 
     def start(self) -> str:
-        """Bind the sockets, start the workers and wait for them; returns the bound address."""
+        """Bind the sockets, start the workers and wait for them; returns the bound address.
+
+        Raises:
+            ScailError: the endpoint cannot be bound (one line: ``config.bind_error``), or the
+                workers did not start in time.
+        """
         import zmq
 
         front = self._context.socket(zmq.ROUTER)
@@ -108,8 +113,7 @@ class Server:
             self.work.close()
             if self._own_context:
                 self._context.term()
-            raise ScailError(f"cannot bind {self.config.bind}: {e}; is another server running "
-                             f"there? (choose another with --bind)") from None
+            raise bind_error(self.config.bind, e) from None
         self._front = front
         self.address = front.getsockopt_string(zmq.LAST_ENDPOINT)
         self._back = self._context.socket(zmq.ROUTER)

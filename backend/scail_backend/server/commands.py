@@ -17,6 +17,7 @@ from pathlib import Path
 
 from scail_protocol import contract
 from scail_protocol import conversation as conv
+from scail_protocol import messages as M
 from scail_protocol import outputs
 from scail_protocol.client import (DEFAULT_ADDRESS, DEFAULT_TIMEOUT_S, BackendClient,
                                    default_key_file, read_key_file)
@@ -188,7 +189,17 @@ def _seconds(text: str) -> float:
 
 
 def client(args, progress) -> int:
-    """``scail-pose client ACTION``: outputs checked first, then one conversation."""
+    """``scail-pose client ACTION``: outputs checked first, then one conversation.
+
+    A finished job's warnings (a clip not at 16 fps, a damaged video, ...) are logged as
+    warnings, which ``-q`` does not hide, as the local ``extract`` and ``run`` show them.
+    Returns the exit code: 0, or 3 (``EXIT_NOBODY``, with one line on stderr) when an extract
+    or run job found nobody in any frame.
+
+    Raises:
+        OutputError: ``-o`` cannot take the output (before anything is sent).
+        ScailError: the key file, the server or the job failed (the server's message).
+    """
     action = args.client_command
     poses_path, video_path = _local_outputs(args)
     key = read_key_file(args.key_file or default_key_file())
@@ -204,10 +215,30 @@ def client(args, progress) -> int:
     if isinstance(outcome, str):  # --no-wait: the job id
         print(outcome)
         return 0
+    for line in outcome.warnings:
+        log.warning("%s", line)
     _print_json({"job_id": outcome.job_id, "state": outcome.job["state"],
                  "report": outcome.job.get("report", {}), "server_video": outcome.video,
                  **{what: str(path) for what, path in outcome.downloads.items()}})
-    return 0
+    return _exit_code(action, outcome)
+
+
+def _exit_code(action: str, outcome) -> int:
+    """EXIT_NOBODY with the local command's line when an extract or run job found nobody in
+    any frame (``cli._exit_if_nobody``, on the poses that came back), else 0."""
+    from ..cli import EXIT_OK, _exit_if_nobody
+
+    kind = outcome.job.get("kind")
+    if outcome.poses is None or kind not in (M.EXTRACT, M.RUN):
+        return EXIT_OK
+    if kind == M.EXTRACT:
+        where = outcome.downloads.get("poses") or outcome.job.get("report", {}).get("out")
+        consequence = f"{where or 'the result'} holds only missing (NaN) poses"
+    else:
+        video = (outcome.downloads.get("video") or (outcome.video or {}).get("path")
+                 or conv.RUN_VIDEO)
+        consequence = f"{Path(video).name} is all black"
+    return _exit_if_nobody(outcome.poses, f"client {action}", consequence)
 
 
 def _sized(progress):

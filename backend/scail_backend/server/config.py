@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -134,6 +135,25 @@ def _show(name: str, value) -> str:
     if name.endswith("_bytes") and name in _OPTIONS:
         value = value / MB
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def bind_error(endpoint: str, error: OSError) -> ScailError:
+    """The one-line error for a ``--bind`` endpoint the socket could not bind (a zmq.ZMQError).
+
+    The advice follows the cause: a port in use (another server?), an address this machine does
+    not have, or an endpoint ZeroMQ cannot read.
+    """
+    number = getattr(error, "errno", None)
+    if number == errno.EADDRINUSE:
+        advice = "is another server running there? (choose another port with --bind)"
+    elif number == errno.EADDRNOTAVAIL:
+        advice = ("that address is not one of this machine's; bind one of its own addresses, "
+                  f"e.g. {DEFAULT_BIND}, or tcp://0.0.0.0:PORT for all of them")
+    elif number == errno.EACCES:
+        advice = "this user may not use that port; choose a port above 1023 with --bind"
+    else:
+        advice = f"give an endpoint such as {DEFAULT_BIND} with --bind"
+    return ScailError(f"cannot bind {endpoint}: {error}; {advice}")
 
 
 def megabytes(value, option: str) -> int:

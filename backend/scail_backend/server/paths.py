@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
+
+from scail_protocol.errors import OutputError
+from scail_protocol.outputs import check_output_file
 
 from .validate import RequestError
 
@@ -49,12 +53,15 @@ class Roots:
                                             f"(or is not a file)")
         return real
 
-    def output_file(self, text, what: str = "output") -> Path:
+    def output_file(self, text, what: str = "output", *, suffix: Optional[str] = None) -> Path:
         """A file path to write inside a root: its folder exists; an existing target (or the
-        symlink it is) also resolves inside a root.
+        symlink it is) also resolves inside a root. With ``suffix`` (the one type of file the
+        job writes there, e.g. ``.npz``) the name, and the file a link there points to, must
+        end in it, as the CLI requires (``scail_protocol.outputs.check_output_file``).
 
         Raises:
             RequestError: code ``forbidden`` or ``not_found`` (missing folder).
+            OutputError: another suffix than ``suffix``, or a folder the server cannot write in.
         """
         path = self._absolute(text, what)
         real = Path(os.path.realpath(path))
@@ -63,6 +70,10 @@ class Roots:
             raise RequestError("forbidden", f"{what} {text} is a folder, expected a file path")
         if not real.parent.is_dir():
             raise RequestError("not_found", f"folder of {what} {text} does not exist on the server")
+        check_output_file(path, what=what, suffix=suffix)
+        if suffix is not None and real.suffix.lower() != suffix:
+            raise OutputError(f"{what} {text} is a link to {real}; this writes a {suffix} file, "
+                              f"so name a {suffix} file that is not a link to another kind")
         return real
 
     def output_dir(self, text, what: str = "output folder") -> Path:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from scail_protocol import messages as M
 from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, POSES_FILE,
-                                     RENDERED_FILE)
-from scail_protocol.errors import EstimatorError, ProtocolError
+                                     POSES_SUFFIX, RENDERED_FILE, VIDEO_SUFFIX)
+from scail_protocol.errors import EstimatorError, OutputError, ProtocolError
 from scail_protocol.outputs import same_file
 from scail_protocol.wire import Message, sequence_from_message
 
@@ -23,7 +23,7 @@ from .. import options as option_checks
 from .paths import Roots
 from .tasks import MAX_SLEEP_S, MAX_SLEEP_STEPS
 from .uploads import UploadCache
-from .validate import RequestError, get_field, get_int, get_resolution, get_sha256
+from .validate import get_field, get_int, get_resolution, get_sha256
 
 INPUT_POSES_FILE = "input_poses.npz"
 _ESTIMATOR_RE = re.compile(r"[a-z0-9_]{1,32}")
@@ -40,7 +40,8 @@ def parse(msg: Message, sub: Submission) -> tuple:
     """``(params, pins)`` for a submission of kind ``msg.type``.
 
     Raises:
-        RequestError: code ``forbidden`` when an output would replace one of the job's inputs.
+        OutputError: an output would replace one of the job's inputs, or its name has another
+            suffix than the file the job writes there (``.npz`` poses, ``.mp4`` video).
         ProtocolError, RequestError: anything else the request got wrong.
     """
     params, pins = PARSERS[msg.type](msg, sub)
@@ -54,7 +55,9 @@ OUT_DIR_FILES = (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED
 
 def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:
     """Never destroy an input: refuse ``out`` (or a file a job writes into ``out_dir``) that
-    is, through any path or link, one of the job's input files."""
+    is, through any path or link, one of the job's input files. Not ``forbidden``: that code
+    makes a client upload its files and submit again, and an uploaded input would no longer
+    be seen here as the file the output replaces."""
     inputs = [params[name] for name in INPUT_PARAMS if params.get(name)]
     outputs = [params["out"]] if params.get("out") else []
     if params.get("out_dir"):
@@ -62,9 +65,8 @@ def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:
     for output in outputs:
         for source in inputs:
             if os.path.lexists(output) and same_file(output, source):
-                raise RequestError("forbidden", f"{kind}: output {output} is the input "
-                                                f"{source}; writing it would destroy the input, "
-                                                f"so choose another output path")
+                raise OutputError(f"{kind}: output {output} is the input {source}; writing it "
+                                  f"would destroy the input, so choose another output path")
 
 
 def _video(msg: Message, sub: Submission) -> tuple:
@@ -162,7 +164,16 @@ def _options(msg: Message) -> dict:
     except EstimatorError as e:
         raise ProtocolError(f"{msg.type}: {e}") from None
     return {"estimator": estimator, "resolution": get_resolution(msg.body, msg.type),
-            "smoothing": _smoothing(msg), "fps": _fps(msg), "cleanup": _cleanup(msg)}
+            "smoothing": _smoothing(msg), "fps": _fps(msg), "cleanup": _cleanup(msg),
+            "video_name": _upload_name(msg.body.get("video"))}
+
+
+def _upload_name(spec):
+    """The client's name of an uploaded file (``{"upload": sha256, "name": ...}``), which the
+    job's warnings then name instead of the cache's; None for a path or without a name."""
+    if not isinstance(spec, dict) or "upload" not in spec or not isinstance(spec.get("name"), str):
+        return None
+    return Path(spec["name"]).name[:200] or None
 
 
 def _cleanup(msg: Message):
@@ -182,15 +193,18 @@ def _cleanup(msg: Message):
         raise ProtocolError(f"{msg.type}: 'cleanup': {e}") from None
 
 
-def _out_file(msg: Message, sub: Submission, name: str = "out"):
+def _out_file(msg: Message, sub: Submission, suffix, name: str = "out"):
+    """``out``: None, or the server path the job writes its ``suffix`` file to (the suffix
+    rule of the CLI's ``-o``: ``Roots.output_file``)."""
     text = get_field(msg.body, name, str, msg.type, default=None)
-    return None if text is None else str(sub.roots.output_file(text, name))
+    return None if text is None else str(sub.roots.output_file(text, name, suffix=suffix))
 
 
 def parse_extract(msg: Message, sub: Submission) -> tuple:
     options = _options(msg)
     video, pins = _video(msg, sub)
-    return _with_alignment(msg, sub, dict(options, video=video, out=_out_file(msg, sub)), pins)
+    out = _out_file(msg, sub, POSES_SUFFIX)
+    return _with_alignment(msg, sub, dict(options, video=video, out=out), pins)
 
 
 def parse_run(msg: Message, sub: Submission) -> tuple:
@@ -202,7 +216,7 @@ def parse_run(msg: Message, sub: Submission) -> tuple:
 
 
 def parse_render(msg: Message, sub: Submission) -> tuple:
-    return {"poses": _poses(msg, sub), "out": _out_file(msg, sub)}, ()
+    return {"poses": _poses(msg, sub), "out": _out_file(msg, sub, VIDEO_SUFFIX)}, ()
 
 
 def parse_align(msg: Message, sub: Submission) -> tuple:
@@ -213,7 +227,7 @@ def parse_align(msg: Message, sub: Submission) -> tuple:
     poses = _poses(msg, sub)
     reference, pins, name = _reference(msg, sub)
     return dict(options, name=name, poses=poses, reference=reference, render=render,
-                out=_out_file(msg, sub)), pins
+                out=_out_file(msg, sub, POSES_SUFFIX)), pins
 
 
 def _poses(msg: Message, sub: Submission) -> str:
@@ -241,8 +255,8 @@ def parse_sleep(msg: Message, sub: Submission) -> tuple:
 
 
 def parse_copy(msg: Message, sub: Submission) -> tuple:
-    video, pins = _video(msg, sub)
-    return {"video": video, "out": _out_file(msg, sub)}, pins
+    video, pins = _video(msg, sub)  # a copy keeps its input's type
+    return {"video": video, "out": _out_file(msg, sub, Path(video).suffix.lower() or None)}, pins
 
 
 PARSERS = {M.EXTRACT: parse_extract, M.RUN: parse_run, M.RENDER: parse_render,

@@ -60,6 +60,10 @@ class TaskContext:
 def run_task(kind: str, params: dict, ctx: TaskContext) -> dict:
     """Run one job; returns ``{"poses": path?, "video": {...}?, "report": {...}}``.
 
+    The report of extract and run holds ``warnings``: the lines the pipeline warned about (the
+    clip's rate against 16 fps, a damaged or truncated input, an alignment fallback), which the
+    server would otherwise keep in its log; clients show them to their user.
+
     Raises:
         Cancelled: cancel was asked (temporary files removed by the stage that was running).
         ScailError: the job failed for a reason the client should see.
@@ -72,7 +76,7 @@ def run_task(kind: str, params: dict, ctx: TaskContext) -> dict:
 
 
 def _extract(params: dict, ctx: TaskContext) -> dict:
-    seq = _extract_sequence(params, ctx)
+    seq, warnings = _extract_sequence(params, ctx)
     alignment = None
     if params.get("use_align"):
         seq, alignment = _align_sequence(seq, params["reference"], params.get("align"), ctx)
@@ -80,7 +84,8 @@ def _extract(params: dict, ctx: TaskContext) -> dict:
     out = params.get("out")
     if out:
         _save_output(seq, out, ctx)
-    return {"poses": str(poses), "report": _sequence_report(seq, out, alignment)}
+    report = _sequence_report(seq, out, alignment)
+    return {"poses": str(poses), "report": dict(report, warnings=_warnings(warnings, alignment))}
 
 
 def _align(params: dict, ctx: TaskContext) -> dict:
@@ -109,7 +114,7 @@ def _render(params: dict, ctx: TaskContext) -> dict:
 
 
 def _run(params: dict, ctx: TaskContext) -> dict:
-    seq = _extract_sequence(params, ctx)
+    seq, warnings = _extract_sequence(params, ctx)
     out_dir = params.get("out_dir")
     unaligned, alignment, poses_name, video_name = seq, None, POSES_FILE, RENDERED_FILE
     if params.get("use_align"):
@@ -122,7 +127,8 @@ def _run(params: dict, ctx: TaskContext) -> dict:
             _save_output(unaligned, Path(out_dir) / POSES_FILE, ctx)
         _save_output(seq, Path(out_dir) / poses_name, ctx)
         _copy_file(video, Path(out_dir) / video_name, ctx)
-    report = dict(_sequence_report(seq, out_dir, alignment), render=render_report)
+    report = dict(_sequence_report(seq, out_dir, alignment), render=render_report,
+                  warnings=_warnings(warnings, alignment))
     out_video = str(Path(out_dir) / video_name) if out_dir else None
     return {"poses": str(poses), "video": _video_info(video, out_video), "report": report}
 
@@ -161,10 +167,13 @@ TASKS = {M.EXTRACT: _extract, M.RENDER: _render, M.RUN: _run, M.ALIGN: _align, M
 
 # --- helpers -------------------------------------------------------------------------------------
 
-def _extract_sequence(params: dict, ctx: TaskContext) -> PoseSequence:
+def _extract_sequence(params: dict, ctx: TaskContext) -> tuple:
+    """(the PoseSequence, the lines the pipeline warned about) of the job's video."""
     from ..pipeline import extract_video
 
-    options = {"estimator": params.get("estimator") or "auto", "progress": ctx.progress}
+    warnings = []
+    options = {"estimator": params.get("estimator") or "auto", "progress": ctx.progress,
+               "warnings": warnings}
     if params.get("resolution") is not None:
         options["resolution"] = params["resolution"]
     if params.get("smoothing") is not None:
@@ -173,7 +182,20 @@ def _extract_sequence(params: dict, ctx: TaskContext) -> PoseSequence:
         options["fps"] = params["fps"]
     if params.get("cleanup") is not None:
         options["cleanup"] = params["cleanup"]
-    return extract_video(params["video"], **options)
+    seq = extract_video(params["video"], **options)
+    shown = params.get("video_name")
+    if shown:  # an upload: the lines name the client's file, not the cache's
+        cached = Path(params["video"]).name
+        warnings = [line.replace(cached, shown) for line in warnings]
+    return seq, warnings
+
+
+def _warnings(warnings: list, alignment) -> list:
+    """The report's ``warnings``: the pipeline's, then an alignment fallback's message (the
+    aligned poses kept the unaligned camera, as ``run --use-align`` warns)."""
+    if alignment is not None and alignment.get("fallback"):
+        return [*warnings, alignment["message"]]
+    return list(warnings)
 
 
 def _align_sequence(seq: PoseSequence, reference: str, options, ctx: TaskContext) -> tuple:

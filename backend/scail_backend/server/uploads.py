@@ -5,6 +5,11 @@ A client announces a file (``upload_begin``: sha256, size, suffix), then sends c
 interrupted upload resumes where it stopped, and a file already cached is not sent again. The
 finished file is checked against its sha256 before it enters the cache. When the cache would
 exceed its limit, the least recently used files that no queued or running job needs go first.
+
+On disk a finished file is ``<sha256><suffix>`` and one still arriving ``<sha256><suffix>.part``.
+A new server removes every ``.part`` it finds (the upload stopped with the old server) and trusts
+no file it finds until it is used: its content must hash to its name (checked once, when it is
+first needed, and again when a client announces another size), else it is dropped and sent again.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from .validate import RequestError
 log = logging.getLogger(__name__)
 
 PARTIAL_TTL_S = 600.0  # an upload with no chunk for this long is dropped
+PARTIAL_SUFFIX = ".part"  # a file still arriving; never a cached file
+HASH_BLOCK_BYTES = 8 << 20
 _SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
 _CACHED_RE = re.compile(r"([0-9a-f]{64})(\.[A-Za-z0-9]{1,10})?")
 
@@ -52,20 +59,35 @@ class UploadCache:
         self._files = {}  # sha256 -> Path of a complete file
         self._partials = {}  # sha256 -> _Partial
         self._pins = {}  # sha256 -> number of jobs using it
+        self._unchecked = set()  # sha256s of files found at start, not yet hashed
         for path in self.directory.iterdir():
             match = _CACHED_RE.fullmatch(path.name)
-            if match and path.is_file():
-                self._files[match.group(1)] = path
-            elif path.name.endswith(".part"):
+            if path.name.endswith(PARTIAL_SUFFIX):  # an upload the last server did not finish
+                log.info("removing unfinished upload %s", path.name)
                 path.unlink(missing_ok=True)
+            elif match and path.is_file():
+                self._files[match.group(1)] = path
+                self._unchecked.add(match.group(1))
 
     def total_bytes(self) -> int:
         cached = sum(_size(p) for p in self._files.values())
         return cached + sum(p.size for p in self._partials.values())
 
     def begin(self, sha256: str, size: int, suffix: str) -> int:
-        """Start (or resume) an upload; returns the bytes the server already has."""
-        if sha256 in self._files:
+        """Start (or resume) an upload; returns the bytes the server already has.
+
+        A cached file found at start is reused only when its content hashes to ``sha256`` (a
+        damaged one is dropped and the upload starts over).
+
+        Raises:
+            RequestError: ``bad_upload`` for an empty file (``size`` 0: nothing to process) or
+                a ``size`` that is not the cached file's, ``too_large`` above
+                ``max_file_bytes``, ``busy`` when the cache is full.
+        """
+        if size == 0:
+            raise RequestError("bad_upload", f"upload {sha256[:12]}… is an empty file (0 bytes); "
+                                             f"nothing can be made from it, so send the full file")
+        if sha256 in self._files and self._usable(sha256, size):
             os.utime(self._files[sha256])  # recently used
             return size
         if size > self.max_file_bytes:
@@ -77,6 +99,8 @@ class UploadCache:
             return partial.have
         self._drop_partial(sha256)
         suffix = suffix if _SUFFIX_RE.fullmatch(suffix or "") else ""
+        if suffix.lower() == PARTIAL_SUFFIX:  # a finished file must never look unfinished
+            suffix = ""
         self._make_room(size)
         path = self.directory / f"{sha256}{suffix}.part"
         path.write_bytes(b"")
@@ -121,7 +145,7 @@ class UploadCache:
             RequestError: ``not_found`` when it is not (or no longer) cached.
         """
         path = self._files.get(sha256)
-        if path is None or not path.is_file():
+        if path is None or not path.is_file() or not self._usable(sha256):
             self._files.pop(sha256, None)
             raise RequestError("not_found", f"upload {sha256[:12]}… is not in the server's cache "
                                             f"(evicted or never completed); upload it again")
@@ -146,15 +170,39 @@ class UploadCache:
             log.info("dropping idle upload %s", sha256[:12])
             self._drop_partial(sha256)
 
+    def _usable(self, sha256: str, size=None) -> bool:
+        """Whether the cached file of ``sha256`` may be used: its content hashes to ``sha256``
+        (hashed once after a start, and again when its size is not the announced ``size``). A
+        damaged file is removed from the cache (a job already reading it keeps its open file).
+
+        Raises:
+            RequestError: ``bad_upload`` when the file is intact and ``size`` is wrong.
+        """
+        path = self._files[sha256]
+        if sha256 in self._unchecked or (size is not None and _size(path) != size):
+            if _sha256(path) != sha256:
+                log.warning("dropping cached upload %s: it no longer matches its sha256 "
+                            "(%d bytes)", path.name, _size(path))
+                del self._files[sha256]
+                self._unchecked.discard(sha256)
+                path.unlink(missing_ok=True)
+                return False
+            self._unchecked.discard(sha256)
+        if size is not None and _size(path) != size:
+            raise RequestError("bad_upload", f"upload {sha256[:12]}… has {_size(path)} bytes, "
+                                             f"not the announced {size}; announce its real size")
+        return True
+
     def _finish(self, sha256: str, partial: _Partial) -> None:
         del self._partials[sha256]
         if partial.hasher.hexdigest() != sha256:
             partial.path.unlink(missing_ok=True)
             raise RequestError("bad_upload", f"upload {sha256[:12]}… does not match its sha256 "
                                              f"(got {partial.hasher.hexdigest()[:12]}…); send it again")
-        final = partial.path.with_name(partial.path.name[:-len(".part")])
+        final = partial.path.with_name(partial.path.name[:-len(PARTIAL_SUFFIX)])
         os.replace(partial.path, final)
         self._files[sha256] = final
+        self._unchecked.discard(sha256)
         log.info("cached upload %s (%d bytes)", final.name, partial.size)
 
     def _drop_partial(self, sha256: str) -> None:
@@ -174,6 +222,7 @@ class UploadCache:
             excess -= _size(path)
             sha256 = _CACHED_RE.fullmatch(path.name).group(1)
             del self._files[sha256]
+            self._unchecked.discard(sha256)
             path.unlink(missing_ok=True)
             log.info("evicted upload %s from the cache", path.name)
         if excess > 0:
@@ -186,6 +235,18 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _sha256(path: Path) -> str:
+    """The sha256 of a file ("" when it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
+                digest.update(block)
+    except OSError:
+        return ""
+    return digest.hexdigest()
 
 
 def _mtime(path: Path) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 
 from scail_protocol.errors import VideoError
 
+MIN_FPS = 0.01            # one frame per 100 s: slower asks are typos (1e-7 for 1e7?)
 MAX_FPS = 1000.0          # PoseSequence's limit
 RATE_TOLERANCE = 1e-3     # rates closer than this (fps) count as the same rate
 RESAMPLING_METHOD = "nearest timestamp"
@@ -46,18 +47,39 @@ class TimedFrame:
 
 
 def check_fps(fps) -> float:
-    """Validate a requested output rate (``--fps``): a finite number in (0, MAX_FPS].
+    """Validate a requested output rate (``--fps``): a finite number in [MIN_FPS, MAX_FPS].
+
+    The one check of the rate for the CLI (``extract``, ``run``, ``batch``), batch manifests and
+    server jobs.
 
     Raises:
-        VideoError: not a positive finite number up to MAX_FPS.
+        VideoError: not a finite number from MIN_FPS to MAX_FPS (one line).
     """
     try:
         value = float(fps)
     except (TypeError, ValueError):
         raise VideoError(f"fps must be a number of frames per second, got {fps!r}") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_FPS:
-        raise VideoError(f"fps must be a number in (0, {MAX_FPS:g}], got {fps!r}")
+    if not math.isfinite(value) or not MIN_FPS <= value <= MAX_FPS:
+        raise VideoError(f"fps must be a number in [{MIN_FPS:g}, {MAX_FPS:g}] frames per "
+                         f"second, got {fps!r}")
     return value
+
+
+def frame_step(fps: float) -> Fraction:
+    """The time between frames at ``fps`` (> 0), seconds, exact.
+
+    The rate is read as the nearest fraction with a denominator up to 1,000,000 (29.97 ->
+    2997/100, so exact ties fall the same way everywhere); a rate too small for that (below
+    about 5e-7) is taken exactly as the float it is, so no positive rate divides by zero.
+
+    Raises:
+        VideoError: ``fps`` is not a positive finite number.
+    """
+    value = float(fps)
+    if not math.isfinite(value) or value <= 0:
+        raise VideoError(f"fps must be a positive number of frames per second, got {fps!r}")
+    rate = Fraction(value).limit_denominator(1_000_000)
+    return 1 / (rate if rate > 0 else Fraction(value))
 
 
 def same_rate(a: float, b: float) -> bool:
@@ -73,8 +95,12 @@ def resampled_count(num_frames: Optional[int], source_fps: float, fps: float) ->
 
 
 def steady_times(frames: Iterable[np.ndarray], fps: float) -> Iterator[TimedFrame]:
-    """Time frames that carry no timing of their own (image folders): frame i at i / fps."""
-    step = Fraction(fps).limit_denominator(1_000_000) ** -1
+    """Time frames that carry no timing of their own (image folders): frame i at i / fps.
+
+    Raises:
+        VideoError: ``fps`` is not a positive finite number.
+    """
+    step = frame_step(fps)
     for index, image in enumerate(frames):
         yield TimedFrame(image, index * step, step)
 
@@ -89,8 +115,11 @@ def resample_nearest(frames: Iterable[TimedFrame], fps: float) -> Iterator[np.nd
     Yields:
         The chosen source images, in order: output k is the frame nearest to k / fps seconds
         after the first frame. Streams: holds one source frame at a time.
+
+    Raises:
+        VideoError: ``fps`` is outside what :func:`check_fps` accepts.
     """
-    step = Fraction(check_fps(fps)).limit_denominator(1_000_000) ** -1
+    step = frame_step(check_fps(fps))
     index, previous, start = 0, None, None
     for frame in frames:
         if start is None:
