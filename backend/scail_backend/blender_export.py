@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from scail_protocol.errors import ScailError
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,27 @@ def _export(addon, poses, output: Path, person, first, last, ground: bool, exact
         end = scene.frame_end
     if end < start:
         raise ScailError(f"empty frame range {first}..{last}")
+    _warn_missing_frames(poses, [int(o[addon.armature.PERSON_PROP]) for o in armatures],
+                         start - scene.frame_start, end - scene.frame_start, output)
     chatter = io.StringIO()  # Blender's exporters print their temporary file's name
     with contextlib.redirect_stdout(chatter):
         written = addon.export_formats.export_armatures(output, armatures, scene=scene,
                                                         frame_start=start, frame_end=end)
     log.debug("Blender's exporter: %s", chatter.getvalue().strip())
     return written
+
+
+def _warn_missing_frames(poses, people, first: int, last: int, output: Path) -> None:
+    """One warning per person missing on some of the frames written: BVH and FBX have no
+    "missing" frame, so Blender writes the nearest keyed pose there."""
+    from scail_protocol.sequence import PoseSequence
+
+    joints = PoseSequence.load(poses).joints3d[:, first:last + 1]
+    present = np.isfinite(joints).all(axis=(2, 3))  # (P, T): what the armature keys
+    for person in people:
+        missing = np.flatnonzero(~present[person])
+        if len(missing):
+            log.warning("person %d is missing on %d of the %d frames written to %s (first: frame "
+                        "%d); %s has no missing frames, so they hold the nearest pose",
+                        person, len(missing), present.shape[1], output.name,
+                        first + int(missing[0]), output.suffix.lower()[1:].upper())

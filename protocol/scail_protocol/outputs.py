@@ -123,12 +123,21 @@ def check_output_file(path, inputs: Iterable = (), *, what: str = "output",
     if suffixes and path.suffix.lower() not in suffixes:
         if len(suffixes) == 1:
             raise OutputError(f"{what} {path}: this writes a {suffixes[0]} file; name it "
-                              f"{path.with_suffix(suffixes[0]).name}")
-        names = " or ".join(path.with_suffix(s).name for s in suffixes)
+                              f"{_renamed(path, suffixes)}")
+        names = _renamed(path, suffixes)
         raise OutputError(f"{what} {path}: this writes {' or '.join(suffixes)} files; name it "
                           f"{names}")
     _check_parent(path, what)
     return path
+
+
+def _renamed(path: Path, suffixes: tuple) -> str:
+    """The name(s) ``path`` could have instead: ``x.mp4`` → ``x.npz``; a name that already
+    carries an accepted suffix before another one (``x.npz.part``) loses the extra one."""
+    stem = Path(path.stem)
+    if stem.suffix.lower() in suffixes:
+        return stem.name
+    return " or ".join(path.with_suffix(s).name for s in suffixes)
 
 
 def check_output_folder(path, inputs: Iterable = (), *, what: str = "output folder",
@@ -179,9 +188,9 @@ def _refuse_foreign_contents(path: Path, what: str, only: str) -> None:
         raise output_error(path, e) from None
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise OutputError(f"{what} {path} already holds {shown}; it would be replaced as a "
-                          f"whole, so choose a new or empty folder (only {only} files are "
-                          f"replaced)")
+        raise OutputError(f"{what} {path} already holds {shown}; the folder is replaced as a "
+                          f"whole, which is allowed only when it holds nothing but {only} "
+                          f"files, so choose a new or empty folder")
 
 
 def _refuse_inputs(path: Path, inputs: Iterable, what: str, replaced_folder: bool) -> None:

@@ -123,6 +123,22 @@ def test_cli_export_writes_bvh_and_fbx(addon, tmp_path, capsys):
     assert "--last 99 is past the take's last frame 29" in capsys.readouterr().err
 
 
+def test_cli_export_says_which_frames_hold_a_pose_nobody_had(addon, tmp_path, capsys):
+    """BVH and FBX cannot say "missing": frames where the person was not seen are written with
+    the nearest pose, and export says so once per person (frames in the range written only)."""
+    main = pytest.importorskip("scail_backend.cli").main
+    seq = walk.filmed_sequence(30)[0]
+    joints = seq.joints3d.copy()
+    joints[0, :4] = np.nan   # walks in late
+    poses = seq.replace(joints3d=joints).save(tmp_path / "late.npz")
+    assert main(["-q", "export", str(poses), "-o", str(tmp_path / "late.bvh")]) == 0
+    said = "person 0 is missing on 4 of the 30 frames written to late.bvh (first: frame 0); " \
+           "BVH has no missing frames, so they hold the nearest pose"
+    assert capsys.readouterr().err.count(said) == 1
+    assert main(["-q", "export", str(poses), "-o", str(tmp_path / "on.bvh"), "--first", "4"]) == 0
+    assert "missing" not in capsys.readouterr().err
+
+
 def test_cli_export_as_a_user_runs_it_exits_and_prints_only_the_path(tmp_path):
     """`scail-pose export` in its own process: it must exit once the file is written (a
     registered add-on kept bpy 4.5 from exiting) and print the output path alone."""

@@ -709,7 +709,8 @@ def test_ray_client_that_never_starts_or_refuses_is_one_error(monkeypatch):
 def test_an_earlier_batch_output_inside_the_inputs_is_not_searched_again(tmp_path, caplog):
     _scail_folder(tmp_path / "in" / "a", frames=1)
     old = tmp_path / "in" / "out"   # `batch in -o in/out` once; now `batch in -o elsewhere`
-    _scail_folder(old / "a", frames=1)
+    (old / "a").mkdir(parents=True)
+    (old / "a" / "driving.mp4").symlink_to(tmp_path / "in" / "a" / "driving.mp4")
     (old / "batch_report.jsonl").write_text('{"clip": "a", "status": "done"}\n')
     with caplog.at_level("INFO", logger="scail_backend.batch.inputs"):
         assert [c.name for c in discover(tmp_path / "in")] == ["a"]
@@ -739,3 +740,13 @@ def test_a_csv_value_without_a_column_name_is_refused_with_its_line(tmp_path):
     # empty trailing cells (a spreadsheet's export) are no value
     (tmp_path / "ok.csv").write_text("video,name,\nb.mp4,x,,,\n")
     assert [c.name for c in discover(tmp_path / "ok.csv")] == ["x"]
+
+
+def test_a_batch_written_in_place_is_still_searched_by_later_batches(tmp_path):
+    """`batch in/b -o in/b` leaves its report beside the user's own videos: a later batch
+    over `in` must not take that folder for an earlier OUT_DIR and skip its clips."""
+    _scail_folder(tmp_path / "in" / "a", frames=1)
+    _scail_folder(tmp_path / "in" / "b" / "c", frames=1)
+    (tmp_path / "in" / "b" / "batch_report.jsonl").write_text('{"clip": "c", "status": "done"}\n')
+    assert [c.name for c in discover(tmp_path / "in")] == ["a", "b/c"]
+    assert [c.name for c in discover(f"{tmp_path}/in/**/driving.mp4")] == ["a", "b/c"]

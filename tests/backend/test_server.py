@@ -478,6 +478,22 @@ def test_client_killed_mid_job(tmp_path, cancel_orphans):
         running.close()
 
 
+def test_a_finished_jobs_owner_is_seen_gone_once_the_client_exits(tmp_path):
+    running = ServerThread(make_config(tmp_path))
+    try:
+        done = subprocess.run([sys.executable, "-c", CLIENT_SCRIPT, running.address,
+                               KEY.decode(), "0.1"], capture_output=True, text=True,
+                              timeout=WAIT_S)
+        assert "finished" in done.stdout, done.stderr
+        job_id = done.stdout.split()[1]
+        with BackendClient(running.address, KEY, timeout_s=WAIT_S) as c:
+            assert c.status(job_id)["state"] == M.DONE
+            wait_until(lambda: not c.status(job_id)["owner_connected"], "owner to be seen gone",
+                       poll=lambda: c.poll(50))
+    finally:
+        running.close()
+
+
 def test_server_killed_mid_job_then_restarted(tmp_path):
     key_file, work = tmp_path / "key", tmp_path / "work"
     proc, _, address = start_server_process("tcp://127.0.0.1:*", key_file, work)

@@ -299,6 +299,11 @@ def test_a_name_of_another_type_is_refused_with_the_types_it_may_have(tmp_path):
     with pytest.raises(OutputError, match=r"this writes a \.npz file; name it take\.npz$"):
         check_output_file(tmp_path / "take.abc", suffix=".npz")
     assert check_output_file(tmp_path / "take.FBX", suffix=(".bvh", ".fbx"))
+    # a name with the right type and one more suffix: the extra one goes, none is doubled
+    with pytest.raises(OutputError, match=r"this writes a \.npz file; name it x\.npz$"):
+        check_output_file(tmp_path / "x.npz.part", suffix=".npz")
+    with pytest.raises(OutputError, match=r"files; name it x\.mp4\.fbx$"):
+        check_output_file(tmp_path / "x.mp4.fbx.tmp", suffix=(".bvh", ".fbx"))
 
 
 def test_output_error_words_a_full_disk_with_what_to_do():

@@ -5,9 +5,10 @@ Each clip becomes one ``scail-pose run`` in its own output folder ``OUT_DIR/<nam
 
 * **folder tree** (``INPUTS`` is a folder): every folder below it (itself included) that holds
   ``driving.mp4`` is a SCAIL folder; its name is its path relative to ``INPUTS`` (``INPUTS``
-  itself: its own folder name). Folders below ``INPUTS`` that hold a ``batch_report.jsonl`` are
-  an earlier batch's OUT_DIR and are not searched (an info line names them); neither are
-  hidden folders.
+  itself: its own folder name). Folders below ``INPUTS`` that hold a ``batch_report.jsonl`` and
+  only the links a batch makes to its clips' videos are an earlier batch's OUT_DIR and are not
+  searched (an info line names them; a batch written in place, beside real videos, is); neither
+  are hidden folders.
 * **glob** (``INPUTS`` holds ``*``, ``?`` or ``[``; ``**`` reaches into subfolders): each match is
   a SCAIL folder or a video file; the name is the match's path relative to the part of the
   pattern before its first wildcard, a video file's without its extension. Matches inside an
@@ -160,8 +161,13 @@ def _from_tree(root: Path, skip: list) -> List[Clip]:
 
 
 def _is_batch_output(folder: Path) -> bool:
-    """Whether ``folder`` is a batch's OUT_DIR (it holds a batch report)."""
-    return (folder / REPORT_FILE).is_file()
+    """Whether ``folder`` is an earlier batch's OUT_DIR: it holds a batch report, and its clips'
+    driving videos are the links a batch makes to the user's files. A batch written in place
+    (``batch DIR -o DIR``) leaves its report beside the user's own videos: those are searched."""
+    if not (folder / REPORT_FILE).is_file():
+        return False
+    return not any(video.is_file() and not video.is_symlink()
+                   for video in folder.rglob(DRIVING_VIDEO))
 
 
 def _batch_output_above(path: Path, root: Path) -> Optional[Path]:

@@ -512,7 +512,7 @@ class Server:
         if now < self._next_housekeeping:
             return
         self._next_housekeeping = now + HOUSEKEEPING_S
-        for job in self.jobs.active():
+        for job in list(self.jobs.jobs.values()):  # finished ones too: their owner may leave
             seen = self._last_seen.get(job.owner)
             if job.owner_connected and (seen is None or now - seen > self.config.peer_timeout_s):
                 log.info("owner of job %s silent for %.0f s", job.id,
