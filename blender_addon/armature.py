@@ -297,12 +297,9 @@ def _store_source(obj, seq, person, *, start_frame, camera_obj, exact) -> None:
 
 
 def _to_user(kind, message) -> None:
-    """An import's warning without an operator to report it: the status bar and Info log."""
-    kind = "WARNING" if "WARNING" in kind or "ERROR" in kind else "INFO"
-    if bpy.app.background:  # no status bar: the log line is the report (said once)
-        log.log(logging.WARNING if kind == "WARNING" else logging.INFO, "%s", message)
-    else:
-        reports.to_user(kind, message)
+    """An import's warning without an operator to report it (``reports.warn``)."""
+    is_warning = "WARNING" in kind or "ERROR" in kind
+    reports.warn(message, logging.WARNING if is_warning else logging.INFO)
 
 
 def scail_armatures(scene, *, selected_first: bool = False) -> list:

@@ -9,16 +9,12 @@ mode; the exchange is the same either way.
 
 from __future__ import annotations
 
-import logging
-
 from scail_protocol import conversation as conv
 from scail_protocol.conversation import check_capabilities, extract_options, resolution_hw
 from scail_protocol.exchange import Exchange
 
 __all__ = ["Exchange", "check_capabilities", "extract_options", "resolution_hw", "hello",
            "import_video", "render_on_backend", "local"]
-
-log = logging.getLogger(__name__)
 
 
 def hello(client) -> Exchange:
@@ -33,7 +29,7 @@ def import_video(client, video, *, reference_path=None, estimator: str = "auto",
     the result is the PoseSequence. Options as :func:`~scail_protocol.conversation.extract_options`;
     ``on_hello(body)`` sees the backend's hello first; ``on_warning(line)`` gets each line the
     job warned about (a clip not at 16 fps, a damaged or truncated video), by default shown
-    to the user as a warning (status bar and Info log).
+    to the user as a warning (``reports.warn``).
     """
     options = extract_options(estimator=estimator, resolution=resolution, smoothing=smoothing,
                               use_align=use_align, cleanup=cleanup)
@@ -67,8 +63,7 @@ def _warned(talk, name: str, on_warning):
 def _warn_user(line: str) -> None:
     from . import reports  # bpy: only once a job has ended in Blender
 
-    log.warning("%s", line)
-    reports.to_user("WARNING", line)
+    reports.warn(line)
 
 
 def _downloaded(talk, what: str):

@@ -116,4 +116,14 @@ def to_user(kind: str, message: str) -> None:
         log.log(logging.ERROR if kind == "ERROR" else logging.INFO, "%s", message)
 
 
+def warn(message: str, level: int = logging.WARNING) -> None:
+    """A warning (or, with ``level`` INFO, a note) from outside an operator, said once: in the
+    status bar and Info log when Blender has a window; one log line in background mode
+    (``blender -b``, ``scail-pose export``), where Blender would only print its report too."""
+    if bpy.app.background:
+        log.log(level, "%s", message)
+    else:
+        to_user("WARNING" if level >= logging.WARNING else "INFO", message)
+
+
 classes = (SCAIL_OT_report,)

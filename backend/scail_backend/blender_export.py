@@ -134,8 +134,8 @@ def _export(addon, poses, output: Path, person, first, last, ground: bool, exact
         end = scene.frame_end
     if end < start:
         raise ScailError(f"empty frame range {first}..{last}")
-    _warn_missing_frames(poses, [int(o[addon.armature.PERSON_PROP]) for o in armatures],
-                         start - scene.frame_start, end - scene.frame_start, output)
+    _warn_missing_frames(addon, armatures, start - scene.frame_start, end - scene.frame_start,
+                         output)
     chatter = io.StringIO()  # Blender's exporters print their temporary file's name
     with contextlib.redirect_stdout(chatter):
         written = addon.export_formats.export_armatures(output, armatures, scene=scene,
@@ -144,17 +144,15 @@ def _export(addon, poses, output: Path, person, first, last, ground: bool, exact
     return written
 
 
-def _warn_missing_frames(poses, people, first: int, last: int, output: Path) -> None:
+def _warn_missing_frames(addon, armatures, first: int, last: int, output: Path) -> None:
     """One warning per person missing on some of the frames written: BVH and FBX have no
-    "missing" frame, so Blender writes the nearest keyed pose there."""
-    from scail_protocol.sequence import PoseSequence
-
-    joints = PoseSequence.load(poses).joints3d[:, first:last + 1]
-    present = np.isfinite(joints).all(axis=(2, 3))  # (P, T): what the armature keys
-    for person in people:
-        missing = np.flatnonzero(~present[person])
+    "missing" frame, so Blender writes the nearest keyed pose there. Reads the joints each
+    armature keeps from its import."""
+    for obj in armatures:
+        joints = np.asarray(obj["_scail_joints3d"], np.float32).reshape(-1, 24, 3)
+        missing = np.flatnonzero(~np.isfinite(joints[first:last + 1]).all(axis=(1, 2)))
         if len(missing):
             log.warning("person %d is missing on %d of the %d frames written to %s (first: frame "
                         "%d); %s has no missing frames, so they hold the nearest pose",
-                        person, len(missing), present.shape[1], output.name,
-                        first + int(missing[0]), output.suffix.lower()[1:].upper())
+                        int(obj[addon.armature.PERSON_PROP]), len(missing), last - first + 1,
+                        output.name, first + int(missing[0]), output.suffix.lower()[1:].upper())

@@ -26,7 +26,7 @@ from scail_protocol.contract import (DEFAULT_RESOLUTION, DRIVING_VIDEO, OUTPUT_F
                                      VIDEO_SUFFIX)
 from scail_protocol.errors import ScailError
 from scail_protocol.outputs import (check_output_file, check_output_folder, describe_os_error,
-                                    is_inside)
+                                    is_inside, same_file)
 
 from . import __version__, options, signals
 from .progress import TqdmProgress, logs_above_bars
@@ -97,7 +97,7 @@ def cmd_render(args) -> int:
         if is_inside(out, args.frames):
             raise RenderError(f"-o {out} is inside --frames {args.frames}, which is replaced "
                               f"as a whole; write the video elsewhere")
-        if os.path.realpath(out) == os.path.realpath(args.frames):
+        if same_file(out, args.frames):
             raise RenderError(f"-o and --frames both name {out}; give the frames their own "
                               f"folder")
     seq = PoseSequence.load(args.poses)

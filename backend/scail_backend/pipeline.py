@@ -368,8 +368,6 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         for warmup in warmups:
             warmup.join()
     extracted = time.perf_counter()
-    if source.problems:
-        warnings.append(damage_warning(driving, source))
     found = int(sequence.present().any(0).sum()) if sequence.num_people else 0
     if found == 0:
         video = ALIGNED_RENDERED_FILE if use_align else RENDERED_FILE
@@ -380,7 +378,10 @@ def estimate_folder(folder, *, estimator: Union[str, Estimator] = AUTO, resoluti
         reference.name if reference else None)))
     for text in warnings:
         log.warning("%s", text)
-    warnings[:0] = notices   # logged by _extract already; kept for the caller (batch reports)
+    damage = damage_warning(driving, source)
+    # logged already (by _extract, and by the reader as it read); kept for the caller (batch
+    # reports, job reports)
+    warnings[:0] = notices + ([damage] if damage else [])
     aligned = None
     if use_align and found == 0:   # the outputs of an alignment that fell back, all black
         from .align import CLAMPED, nothing_to_align

@@ -321,3 +321,20 @@ def test_server_job_resamples_with_its_fps_option(tmp_path):
         running.close()
     assert poses.fps == 16 and poses.num_frames == 8
     assert poses.meta["source"]["fps"] == 32
+
+
+def test_run_says_a_file_is_damaged_once_and_keeps_it_for_reports(tmp_path, caplog):
+    """The reader warns as it reads; the folder's estimate keeps the line for batch and job
+    reports without logging it a second time."""
+    from scail_backend.pipeline import estimate_folder
+
+    full = write_clip(tmp_path / "full.mp4", frames=20, make=noise_frame, preset="medium",
+                      options={"movflags": "faststart"})
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "driving.mp4").write_bytes(full.read_bytes()[:int(full.stat().st_size * 0.7)])
+    caplog.set_level(logging.WARNING)
+    poses = estimate_folder(folder, estimator="mediapipe")
+    said = [r.getMessage() for r in caplog.records if "damaged or truncated" in r.getMessage()]
+    assert len(said) == 1, said
+    assert sum("damaged or truncated" in w for w in poses.warnings) == 1

@@ -66,7 +66,11 @@ def driving_frame(seq: PoseSequence) -> tuple:
     Raises:
         AlignError: nobody in any frame, or only 2D points and no 3D joints.
     """
-    has = _has_body(seq)
+    return _driving_frame(seq, *_body_masks(seq))
+
+
+def _driving_frame(seq: PoseSequence, has: np.ndarray, behind: np.ndarray) -> tuple:
+    """:func:`driving_frame` from the masks of :func:`_body_masks`."""
     frames = np.flatnonzero(has.any(0))
     if len(frames) == 0:
         if np.isfinite(np.asarray(seq.kp2d)).all(-1).any():
@@ -74,21 +78,18 @@ def driving_frame(seq: PoseSequence) -> tuple:
                              "alignment needs them: extract the poses with `scail-pose extract`")
         raise AlignError("the driving poses have no person in any frame; there is nothing to "
                          "align")
-    usable = has & ~_behind_camera(seq)
+    usable = has & ~behind
     pick = usable if usable.any() else has
     t = int(np.flatnonzero(pick.any(0))[0])
     return int(np.flatnonzero(pick[:, t])[0]), t
 
 
-def _has_body(seq: PoseSequence) -> np.ndarray:
-    """(P, T) bool: the person has some 3D body joint (OpenPose 0-13) in the frame."""
-    return np.isfinite(seq.openpose18_3d()[:, :, :14]).all(-1).any(-1)
-
-
-def _behind_camera(seq: PoseSequence) -> np.ndarray:
-    """(P, T) bool: one of the person's 3D body joints is at or behind the camera."""
+def _body_masks(seq: PoseSequence) -> tuple:
+    """(has, behind), each (P, T) bool: the person has some 3D body joint (OpenPose 0-13) in
+    the frame; one of those joints is at or behind the camera."""
+    body = seq.openpose18_3d()[:, :, :14]
     with np.errstate(invalid="ignore"):
-        return (seq.openpose18_3d()[:, :, :14, 2] < MIN_DEPTH_MM).any(-1)
+        return np.isfinite(body).all(-1).any(-1), (body[..., 2] < MIN_DEPTH_MM).any(-1)
 
 
 def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
@@ -113,8 +114,8 @@ def align_sequence(seq: PoseSequence, reference: ReferencePose, *,
     if tuple(reference.size) != tuple(seq.size):
         raise AlignError(f"the reference pose is {reference.size}, the poses {seq.size}; "
                          f"estimate the reference at the poses' working size")
-    person, t = driving_frame(seq)
-    has, behind = _has_body(seq), _behind_camera(seq)
+    has, behind = _body_masks(seq)
+    person, t = _driving_frame(seq, has, behind)
     glitches = int((has & behind).any(0).sum())
     if glitches and (has & ~behind).any():   # else the fallback below says it
         log.warning("%d of %d driving frame(s) have a body joint at or behind the camera (an "

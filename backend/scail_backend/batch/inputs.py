@@ -170,12 +170,15 @@ def _is_batch_output(folder: Path) -> bool:
                    for video in folder.rglob(DRIVING_VIDEO))
 
 
-def _batch_output_above(path: Path, root: Path) -> Optional[Path]:
-    """The folder at or above ``path``, below ``root``, that is a batch's OUT_DIR, if any."""
+def _batch_output_above(path: Path, root: Path, known: dict) -> Optional[Path]:
+    """The folder at or above ``path``, below ``root``, that is a batch's OUT_DIR, if any
+    (``known``: the answers for folders asked before, so each is looked into once)."""
     for folder in (path, *path.parents):
         if folder == root or len(folder.parts) <= len(root.parts):
             return None
-        if _is_batch_output(folder):
+        if folder not in known:
+            known[folder] = _is_batch_output(folder)
+        if known[folder]:
             return folder
     return None
 
@@ -194,12 +197,12 @@ def _from_glob(pattern: str, skip: list) -> List[Clip]:
             break
         fixed.append(part)
     root = Path("/".join(fixed) or ".")
-    clips, batches = [], []
+    clips, batches, known = [], [], {}
     for match in sorted(glob.glob(pattern, recursive=True)):
         path = Path(match)
         if any(is_inside(path, s) for s in skip):
             continue
-        batch = _batch_output_above(path, root)
+        batch = _batch_output_above(path, root, known)
         if batch is not None:
             batches += [batch] if batch not in batches else []
             continue

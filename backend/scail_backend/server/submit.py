@@ -13,8 +13,7 @@ import re
 from pathlib import Path
 
 from scail_protocol import messages as M
-from scail_protocol.contract import (ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE, POSES_FILE,
-                                     POSES_SUFFIX, RENDERED_FILE, VIDEO_SUFFIX)
+from scail_protocol.contract import POSES_SUFFIX, RUN_OUTPUTS, VIDEO_SUFFIX
 from scail_protocol.errors import EstimatorError, OutputError, ProtocolError
 from scail_protocol.outputs import same_file
 from scail_protocol.wire import Message, sequence_from_message
@@ -50,7 +49,6 @@ def parse(msg: Message, sub: Submission) -> tuple:
 
 
 INPUT_PARAMS = ("video", "poses", "reference")  # worker parameters that are input files
-OUT_DIR_FILES = (POSES_FILE, RENDERED_FILE, ALIGNED_POSES_FILE, ALIGNED_RENDERED_FILE)
 
 
 def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:
@@ -61,7 +59,7 @@ def _refuse_outputs_over_inputs(kind: str, params: dict) -> None:
     inputs = [params[name] for name in INPUT_PARAMS if params.get(name)]
     outputs = [params["out"]] if params.get("out") else []
     if params.get("out_dir"):
-        outputs += [os.path.join(params["out_dir"], name) for name in OUT_DIR_FILES]
+        outputs += [os.path.join(params["out_dir"], name) for name in RUN_OUTPUTS]
     for output in outputs:
         for source in inputs:
             if os.path.lexists(output) and same_file(output, source):

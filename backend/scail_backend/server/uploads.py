@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..file_hash import sha256_of
 from .validate import RequestError
 
 log = logging.getLogger(__name__)
 
 PARTIAL_TTL_S = 600.0  # an upload with no chunk for this long is dropped
 PARTIAL_SUFFIX = ".part"  # a file still arriving; never a cached file
-HASH_BLOCK_BYTES = 8 << 20
 _SUFFIX_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
 _CACHED_RE = re.compile(r"([0-9a-f]{64})(\.[A-Za-z0-9]{1,10})?")
 
@@ -239,14 +239,10 @@ def _size(path: Path) -> int:
 
 def _sha256(path: Path) -> str:
     """The sha256 of a file ("" when it cannot be read)."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(HASH_BLOCK_BYTES), b""):
-                digest.update(block)
+        return sha256_of(path)
     except OSError:
         return ""
-    return digest.hexdigest()
 
 
 def _mtime(path: Path) -> float:
