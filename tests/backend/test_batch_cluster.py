@@ -65,7 +65,9 @@ def ray_head():
     if not ray_cli.is_file():
         pytest.skip(f"no `ray` command beside {sys.executable}")
     temp = Path(tempfile.mkdtemp(prefix="scail-ray-"))  # short: Ray's socket paths are long
-    env = dict(os.environ, TI_SKIP_VERSION_CHECK="ON", RAY_AUTH_MODE="token",
+    home = temp / "home"  # Ray keeps its token in ~/.ray/auth_token: not the user's home
+    home.mkdir()
+    env = dict(os.environ, TI_SKIP_VERSION_CHECK="ON", RAY_AUTH_MODE="token", HOME=str(home),
                RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     port, client_port = _free_port(), _free_port()
     command = [str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2",
